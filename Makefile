@@ -1,0 +1,57 @@
+# Dossier: `make run` starts the whole system locally, `make test` runs every test.
+# Both install what they need first (scripts/bootstrap.sh) and skip what is already there.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+export DOSSIER_CACHE ?= $(HOME)/.cache/dossier
+# Build outputs live outside the clone so a fresh clone (CI) reuses compiled dependencies.
+export CARGO_TARGET_DIR ?= $(DOSSIER_CACHE)/target
+export DOSSIER_NATS_PORT ?= 14222
+export CARGO_TERM_COLOR ?= never
+
+# Rust tests: sqlx::test creates a fresh database per test on this server; NATS is the
+# project's own (>= 2.11) server.
+TEST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
+	DOSSIER_TEST_NATS_URL=nats://127.0.0.1:$(DOSSIER_NATS_PORT) \
+	DOSSIER_TEST_NATS_BIN=$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server
+
+NATIVE_PACKAGES := -p app -p server -p bot -p tgemu
+
+.PHONY: help bootstrap services build run test lint test-rust e2e bench clean-e2e
+
+help:
+	@echo "make run    build and start Dossier on http://localhost:3000 (with a local Telegram emulator when no TELEGRAM_BOT_TOKEN)"
+	@echo "make test   formatting, clippy (ssr, hydrate, bot), Rust tests, Playwright end-to-end"
+	@echo "make lint   formatting and clippy only"
+	@echo "make bench  benchmarks that print figures"
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+services: bootstrap
+	@scripts/services.sh up
+
+build: bootstrap
+	cargo leptos build
+	cargo build -p bot -p tgemu
+
+run: build
+	@scripts/stack.sh
+
+lint: bootstrap
+	cargo fmt --all --check
+	cargo clippy $(NATIVE_PACKAGES) --features app/ssr --all-targets -- -D warnings
+	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+
+test-rust: services
+	$(TEST_ENV) cargo test --no-fail-fast $(NATIVE_PACKAGES) --features app/ssr
+
+e2e: build services
+	scripts/e2e.sh
+
+test: lint test-rust e2e
+
+bench: services
+	$(TEST_ENV) cargo bench -p server

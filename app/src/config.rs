@@ -1,0 +1,191 @@
+//! Typed settings. The `server` binary fills them from defaults, an optional TOML file and
+//! `DOSSIER_*` environment variables; everything else receives them ready-made.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+/// A service allowed to call the API with signed requests (the bot, say).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceSettings {
+    #[serde(serialize_with = "expose")]
+    pub secret: SecretString,
+    /// Permission names: `users:read`, `telegram:link`, `documents:upload`, …
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
+/// All settings of the server. `Debug` redacts every secret (they are `SecretString`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// Environment name; prefixes every NATS subject, stream, bucket and object key.
+    pub env: String,
+    /// Where the HTTP server listens.
+    pub listen_addr: SocketAddr,
+    /// The public origin people use (checked against `Origin` for CSRF, used in links and as
+    /// the WebAuthn relying party).
+    pub public_url: String,
+    #[serde(serialize_with = "expose")]
+    pub database_url: SecretString,
+    pub database_max_connections: u32,
+    pub nats_url: String,
+    pub log_format: LogFormat,
+    /// Local files (object store, model cache) live under this directory.
+    pub data_dir: PathBuf,
+    /// Where cargo-leptos put the compiled site (wasm, js, css, public assets).
+    pub site_root: PathBuf,
+    pub site_pkg_dir: String,
+    /// The Telegram bot's username (without `@`), for deep links.
+    pub telegram_bot_username: String,
+    /// The bot token, needed to verify Mini App initData. Unset: Mini App sign-in is refused.
+    #[serde(default, serialize_with = "expose_opt")]
+    pub telegram_bot_token: Option<SecretString>,
+    /// Hex Ed25519 public key: when set, initData must also carry a valid `signature`.
+    #[serde(default)]
+    pub telegram_initdata_public_key: Option<String>,
+    /// How old a Mini App initData may be.
+    pub initdata_max_age_secs: i64,
+    /// Idle timeout of a web session (it slides with use).
+    pub web_session_idle_hours: i64,
+    /// Fixed lifetime of a Mini App session.
+    pub miniapp_session_minutes: i64,
+    /// Behind a reverse proxy, take the client address from `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
+    /// Services that may call the API with signed requests, by name.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceSettings>,
+}
+
+fn expose<S: serde::Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+    use secrecy::ExposeSecret;
+    serializer.serialize_str(secret.expose_secret())
+}
+
+fn expose_opt<S: serde::Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use secrecy::ExposeSecret;
+    match secret {
+        Some(secret) => serializer.serialize_some(secret.expose_secret()),
+        None => serializer.serialize_none(),
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            env: "dev".into(),
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            public_url: "http://127.0.0.1:3000".into(),
+            database_url: SecretString::from("postgres://postgres@127.0.0.1:5432/dossier"),
+            database_max_connections: 10,
+            nats_url: "nats://127.0.0.1:4222".into(),
+            log_format: LogFormat::Pretty,
+            data_dir: PathBuf::from("data"),
+            site_root: PathBuf::from("target/site"),
+            site_pkg_dir: "pkg".into(),
+            telegram_bot_username: "dossier_dev_bot".into(),
+            telegram_bot_token: None,
+            telegram_initdata_public_key: None,
+            initdata_max_age_secs: 300,
+            web_session_idle_hours: 24 * 14,
+            miniapp_session_minutes: 15,
+            trust_forwarded_for: false,
+            services: BTreeMap::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// Checks what types alone cannot: the environment name must be safe inside NATS subjects,
+    /// stream names and object keys; the public URL must be an origin.
+    pub fn validate(&self) -> Result<(), String> {
+        let env_ok = !self.env.is_empty()
+            && self.env.len() <= 32
+            && self
+                .env
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !env_ok {
+            return Err(format!(
+                "env {:?} must be 1-32 characters of a-z, 0-9 and '-'",
+                self.env
+            ));
+        }
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
+            return Err(format!(
+                "public_url {:?} must start with http:// or https://",
+                self.public_url
+            ));
+        }
+        let authority = self
+            .public_url
+            .split_once("://")
+            .map_or("", |(_, rest)| rest);
+        if authority.is_empty() || authority.contains('/') {
+            return Err(format!(
+                "public_url {:?} must be an origin (no path, no trailing '/')",
+                self.public_url
+            ));
+        }
+        for (name, service) in &self.services {
+            use secrecy::ExposeSecret;
+            if service.secret.expose_secret().len() < 32 {
+                return Err(format!(
+                    "services.{name}.secret must be at least 32 characters"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The public origin's host, the WebAuthn relying-party id.
+    pub fn public_host(&self) -> &str {
+        let rest = self
+            .public_url
+            .split_once("://")
+            .map_or(self.public_url.as_str(), |(_, rest)| rest);
+        rest.rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(rest, |(host, _)| host)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_redacts_the_database_url() {
+        let settings = Settings {
+            database_url: SecretString::from("postgres://u:hunter2@db/x"),
+            ..Settings::default()
+        };
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn env_names_that_would_break_subjects_are_rejected() {
+        for bad in ["", "Prod", "a.b", "a b", "x>"] {
+            let settings = Settings {
+                env: bad.into(),
+                ..Settings::default()
+            };
+            assert!(settings.validate().is_err(), "{bad:?} accepted");
+        }
+        assert!(Settings::default().validate().is_ok());
+    }
+}

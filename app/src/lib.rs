@@ -1,0 +1,85 @@
+//! Dossier's shared Leptos crate: pages, components and server functions (the whole API).
+//! Backend services live behind `#[cfg(feature = "ssr")]`.
+
+pub mod auth;
+pub mod error;
+pub mod pages;
+pub mod system;
+
+#[cfg(feature = "ssr")]
+pub mod config;
+#[cfg(feature = "ssr")]
+pub mod events;
+#[cfg(feature = "ssr")]
+pub mod state;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::StaticSegment;
+use leptos_router::components::{A, Route, Router, Routes};
+
+use crate::pages::auth::{AccountPage, SignInPage, SignUpPage, UserNav, provide_user_resource};
+use crate::pages::home::HomePage;
+
+/// The HTML document around the app, rendered on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="color-scheme" content="light dark" />
+                <link rel="icon" href="/favicon.ico" />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    provide_user_resource();
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/dossier.css" />
+        <Title text="Dossier" />
+        <Router>
+            <header class="topbar">
+                <A href="/" attr:class="brand">
+                    "Dossier"
+                </A>
+                <UserNav />
+            </header>
+            <main>
+                <Routes fallback=NotFound>
+                    <Route path=StaticSegment("") view=HomePage />
+                    <Route path=StaticSegment("signup") view=SignUpPage />
+                    <Route path=StaticSegment("signin") view=SignInPage />
+                    <Route path=StaticSegment("account") view=AccountPage />
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+#[component]
+fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <section class="card">
+            <h1>"Page not found"</h1>
+            <p>
+                <A href="/">"Back to the start"</A>
+            </p>
+        </section>
+    }
+}

@@ -1,0 +1,40 @@
+//! The one `AppState`, built at start-up by `server` and handed to server functions through
+//! Leptos context (never a global, so every test can bring its own database).
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use leptos::prelude::*;
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::events::Subjects;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: sqlx::PgPool,
+    pub nats: async_nats::Client,
+    pub jetstream: async_nats::jetstream::Context,
+    pub settings: Arc<Settings>,
+    pub subjects: Subjects,
+    pub leptos_options: LeptosOptions,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+/// The state inside a server function. Missing context is a wiring bug, reported as internal.
+pub fn app_state() -> Result<AppState, ApiError> {
+    use_context::<AppState>()
+        .ok_or_else(|| internal(anyhow::anyhow!("AppState missing from context")))
+}
+
+/// Logs the full error chain under a fresh incident id and returns the wire error that names it.
+pub fn internal(error: anyhow::Error) -> ApiError {
+    let incident = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    tracing::error!(incident = %incident, error = ?error, "internal error");
+    ApiError::Internal { incident }
+}

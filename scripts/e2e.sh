@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the Playwright suite against a freshly started stack on its own port and database.
+source "$(dirname "$0")/lib.sh"
+
+export DOSSIER_ENV=e2e
+export DOSSIER_LISTEN_ADDR=127.0.0.1:3100
+export DOSSIER_PUBLIC_URL=http://localhost:3100
+export DOSSIER_DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/dossier_e2e"
+export DOSSIER_LOG_FORMAT=json
+export DOSSIER_E2E_LOG="$DOSSIER_CACHE/e2e-stack.log"
+
+# A clean database each run, so tests never depend on an earlier run's leftovers.
+dropdb --if-exists -h "$PG_HOST" -p "$PG_PORT" -U postgres dossier_e2e
+
+"$ROOT/scripts/stack.sh" >"$DOSSIER_E2E_LOG" 2>&1 &
+stack=$!
+trap 'kill -TERM $stack 2>/dev/null || true; wait $stack 2>/dev/null || true' EXIT
+
+for _ in $(seq 1 300); do
+  curl -fsS "http://$DOSSIER_LISTEN_ADDR/readyz" >/dev/null 2>&1 && break
+  kill -0 "$stack" 2>/dev/null || { cat "$DOSSIER_E2E_LOG"; die "the stack exited during start-up"; }
+  sleep 0.2
+done
+curl -fsS "http://$DOSSIER_LISTEN_ADDR/readyz" >/dev/null || { cat "$DOSSIER_E2E_LOG"; die "the stack is not ready"; }
+
+cd "$ROOT/end2end"
+BASE_URL="$DOSSIER_PUBLIC_URL" npx playwright test

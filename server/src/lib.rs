@@ -1,0 +1,257 @@
+//! The Dossier server: typed start-up, the axum router (Leptos pages, server functions,
+//! health, metrics) and, in later modules, the pipeline workers.
+
+pub mod settings;
+pub mod telemetry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use app::config::Settings;
+use app::events::Subjects;
+use app::state::AppState;
+use app::{App, shell};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use leptos::prelude::*;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::ExposeSecret;
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::PgPoolOptions;
+
+/// The migrations in `migrations/`, embedded at compile time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// The oldest NATS server with the KV and JetStream features Dossier relies on.
+const MIN_NATS_VERSION: (u64, u64) = (2, 11);
+
+/// Connects to PostgreSQL (creating the database when it is missing) and applies migrations.
+pub async fn connect_database(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
+    let url = settings.database_url.expose_secret();
+    if !sqlx::Postgres::database_exists(url)
+        .await
+        .context("failed to reach PostgreSQL")?
+    {
+        sqlx::Postgres::create_database(url)
+            .await
+            .context("failed to create the database")?;
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.database_max_connections)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect(url)
+        .await
+        .context("failed to connect to PostgreSQL")?;
+    MIGRATOR
+        .run(&pool)
+        .await
+        .context("failed to apply migrations")?;
+    Ok(pool)
+}
+
+/// Connects to NATS and refuses servers too old for JetStream KV as Dossier uses it.
+pub async fn connect_nats(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    let client = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .with_context(|| format!("failed to connect to NATS at {url}"))?;
+    let version = client.server_info().version;
+    if !nats_version_at_least(&version, MIN_NATS_VERSION) {
+        anyhow::bail!(
+            "NATS server {version} at {url} is too old: Dossier needs {}.{} or newer with JetStream \
+             (run `make services` to start a suitable one)",
+            MIN_NATS_VERSION.0,
+            MIN_NATS_VERSION.1
+        );
+    }
+    Ok(client)
+}
+
+fn nats_version_at_least(version: &str, (major, minor): (u64, u64)) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    have >= (major, minor)
+}
+
+/// Leptos' options, derived from our settings rather than from its own environment variables.
+pub fn leptos_options(settings: &Settings) -> LeptosOptions {
+    LeptosOptions::builder()
+        .output_name("dossier")
+        .site_root(settings.site_root.to_string_lossy().as_ref())
+        .site_pkg_dir(settings.site_pkg_dir.as_str())
+        .site_addr(settings.listen_addr)
+        .build()
+}
+
+/// Builds the state from live connections.
+pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
+    let db = connect_database(&settings).await?;
+    let nats = connect_nats(&settings.nats_url, "dossier-server").await?;
+    Ok(state_from_parts(settings, db, nats))
+}
+
+pub fn state_from_parts(
+    settings: Settings,
+    db: sqlx::PgPool,
+    nats: async_nats::Client,
+) -> AppState {
+    AppState {
+        jetstream: async_nats::jetstream::new(nats.clone()),
+        subjects: Subjects::new(settings.env.clone()),
+        leptos_options: leptos_options(&settings),
+        settings: Arc::new(settings),
+        db,
+        nats,
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let metrics = telemetry::prometheus();
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            {
+                let state = state.clone();
+                move || provide_context(state.clone())
+            },
+            {
+                let options = state.leptos_options.clone();
+                move || shell(options.clone())
+            },
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // Signed service calls are verified (signature, skew, nonce) before any handler runs.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            app::auth::service_calls::verify_service_calls,
+        ))
+        .layer(axum::middleware::from_fn(telemetry::track_http))
+        .layer(Extension(metrics))
+        .with_state(state)
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: PostgreSQL and NATS both answer within their probe timeouts.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let report = app::system::service::probe(&state).await;
+    let status = if report.ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(report))
+}
+
+async fn metrics_text(Extension(handle): Extension<PrometheusHandle>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+}
+
+/// Runs the server until SIGINT or SIGTERM, then drains in-flight requests.
+pub async fn serve(state: AppState) -> anyhow::Result<()> {
+    let addr = state.settings.listen_addr;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("failed to listen on {addr}"))?;
+    tracing::info!(%addr, public_url = %state.settings.public_url, "listening");
+    tokio::spawn(janitor(state.db.clone()));
+    let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")
+}
+
+/// Deletes expired sessions, nonces, ceremonies and rate-limit windows every ten minutes.
+async fn janitor(db: sqlx::PgPool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        if let Err(error) = sweep(&db).await {
+            tracing::warn!(error = ?error, "janitor sweep failed");
+        }
+    }
+}
+
+/// One janitor pass; returns how many rows it deleted.
+pub async fn sweep(db: &sqlx::PgPool) -> anyhow::Result<u64> {
+    let mut deleted = 0;
+    for statement in [
+        "DELETE FROM sessions WHERE expires_at < now()",
+        "DELETE FROM service_nonces WHERE expires_at < now()",
+        "DELETE FROM webauthn_ceremonies WHERE expires_at < now()",
+        "DELETE FROM rate_limits WHERE window_start < now() - interval '1 day'",
+    ] {
+        deleted += sqlx::query(statement)
+            .execute(db)
+            .await
+            .with_context(|| format!("failed to run {statement:?}"))?
+            .rows_affected();
+    }
+    Ok(deleted)
+}
+
+/// Resolves on SIGINT (ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nats_versions_compare_numerically() {
+        assert!(nats_version_at_least("2.15.1", (2, 11)));
+        assert!(nats_version_at_least("2.11.0", (2, 11)));
+        assert!(nats_version_at_least("v3.0.0-beta", (2, 11)));
+        assert!(!nats_version_at_least("2.9.10", (2, 11)));
+        assert!(!nats_version_at_least("garbage", (2, 11)));
+    }
+}

@@ -1,0 +1,600 @@
+use app::auth::signing::{self, SignedParts};
+use axum::body::Body;
+use http::Request;
+use sha2::{Digest, Sha256};
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with, split, test_settings};
+
+const ORIGIN: &str = "http://localhost:3000";
+const SERVICE_SECRET: &str = "bot-secret-bot-secret-bot-secret-0123";
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+struct Reply {
+    status: u16,
+    body: String,
+    cookie: Option<String>,
+}
+
+impl Reply {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+async fn call(app: &TestApp, path: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = Request::post(path)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = app
+        .request(request.body(Body::from(body.to_owned())).expect("request"))
+        .await;
+    let cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("dossier_session="))
+        .map(str::to_owned);
+    let (status, body) = split(response).await;
+    Reply {
+        status,
+        body,
+        cookie,
+    }
+}
+
+fn session_cookie(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .expect("cookie pair")
+        .to_owned()
+}
+
+async fn sign_up(app: &TestApp, email: &str) -> String {
+    let reply = call(
+        app,
+        "/api/auth/sign-up",
+        &form(&[("email", email), ("password", "correct horse battery")]),
+        &[("origin", ORIGIN)],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    session_cookie(&reply.cookie.expect("a session cookie"))
+}
+
+async fn me(app: &TestApp, cookie: &str) -> Reply {
+    call(
+        app,
+        "/api/auth/me",
+        "",
+        &[("origin", ORIGIN), ("cookie", cookie)],
+    )
+    .await
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn sign_up_creates_an_account_and_a_hashed_session(db: sqlx::PgPool) {
+    let app = spawn_app(db.clone()).await;
+    let reply = call(
+        &app,
+        "/api/auth/sign-up",
+        &form(&[
+            ("email", "Ann@Example.org"),
+            ("password", "correct horse battery"),
+        ]),
+        &[("origin", ORIGIN)],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["email"], "Ann@Example.org");
+    assert_eq!(
+        reply.json()["is_admin"],
+        true,
+        "the first account administers"
+    );
+    let set_cookie = reply.cookie.expect("cookie");
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(set_cookie.contains(flag), "{set_cookie}");
+    }
+    let cookie = session_cookie(&set_cookie);
+    let token = cookie.trim_start_matches("dossier_session=");
+
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM sessions")
+        .fetch_all(&db)
+        .await
+        .expect("query");
+    assert_eq!(
+        stored,
+        vec![Sha256::digest(token.as_bytes()).to_vec()],
+        "only the hash is stored"
+    );
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users")
+        .fetch_one(&db)
+        .await
+        .expect("query");
+    assert!(hash.starts_with("$argon2id$"));
+
+    let reply = me(&app, &cookie).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["email"], "Ann@Example.org");
+
+    // A second account is not an administrator; the same email (any case) is a conflict.
+    let reply = call(
+        &app,
+        "/api/auth/sign-up",
+        &form(&[
+            ("email", "bob@example.org"),
+            ("password", "correct horse battery"),
+        ]),
+        &[("origin", ORIGIN)],
+    )
+    .await;
+    assert_eq!(reply.json()["is_admin"], false);
+    let reply = call(
+        &app,
+        "/api/auth/sign-up",
+        &form(&[
+            ("email", "ANN@example.org"),
+            ("password", "another password 1"),
+        ]),
+        &[("origin", ORIGIN)],
+    )
+    .await;
+    assert_eq!(reply.status, 409, "{}", reply.body);
+    assert_eq!(reply.json()["code"], "conflict");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn weak_passwords_and_bad_emails_are_refused_with_field_errors(db: sqlx::PgPool) {
+    let app = spawn_app(db).await;
+    let reply = call(
+        &app,
+        "/api/auth/sign-up",
+        &form(&[("email", "ann@example.org"), ("password", "short")]),
+        &[("origin", ORIGIN)],
+    )
+    .await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json()["code"], "validation");
+    assert_eq!(reply.json()["fields"][0]["field"], "password");
+    let reply = call(
+        &app,
+        "/api/auth/sign-up",
+        &form(&[
+            ("email", "not-an-email"),
+            ("password", "long enough password"),
+        ]),
+        &[("origin", ORIGIN)],
+    )
+    .await;
+    assert_eq!(reply.json()["fields"][0]["field"], "email");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn sign_in_sign_out_and_wrong_passwords(db: sqlx::PgPool) {
+    let app = spawn_app(db).await;
+    sign_up(&app, "ann@example.org").await;
+
+    let wrong = call(
+        &app,
+        "/api/auth/sign-in",
+        &form(&[
+            ("email", "ann@example.org"),
+            ("password", "not the password"),
+        ]),
+        &[("origin", ORIGIN)],
+    )
+    .await;
+    assert_eq!(wrong.status, 400);
+    assert_eq!(wrong.json()["message"], "wrong email or password");
+    assert!(wrong.cookie.is_none());
+    let unknown = call(
+        &app,
+        "/api/auth/sign-in",
+        &form(&[
+            ("email", "nobody@example.org"),
+            ("password", "not the password"),
+        ]),
+        &[("origin", ORIGIN)],
+    )
+    .await;
+    assert_eq!(
+        unknown.body, wrong.body,
+        "unknown accounts look like wrong passwords"
+    );
+
+    let ok = call(
+        &app,
+        "/api/auth/sign-in",
+        &form(&[
+            ("email", " ANN@example.org "),
+            ("password", "correct horse battery"),
+        ]),
+        &[("origin", ORIGIN)],
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let cookie = session_cookie(&ok.cookie.expect("cookie"));
+    assert_eq!(me(&app, &cookie).await.json()["email"], "ann@example.org");
+
+    let out = call(
+        &app,
+        "/api/auth/sign-out",
+        "",
+        &[("origin", ORIGIN), ("cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    assert!(out.cookie.expect("cleared cookie").contains("Max-Age=0"));
+    let after = me(&app, &cookie).await;
+    assert_eq!(after.status, 200);
+    assert_eq!(
+        after.json(),
+        serde_json::Value::Null,
+        "the old token no longer works"
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn sessions_expire_and_slide(db: sqlx::PgPool) {
+    let app = spawn_app(db.clone()).await;
+    let cookie = sign_up(&app, "ann@example.org").await;
+
+    sqlx::query("UPDATE sessions SET expires_at = now() + interval '1 minute'")
+        .execute(&db)
+        .await
+        .expect("update");
+    assert_eq!(me(&app, &cookie).await.json()["email"], "ann@example.org");
+    let remaining: f64 =
+        sqlx::query_scalar("SELECT EXTRACT(EPOCH FROM expires_at - now())::float8 FROM sessions")
+            .fetch_one(&db)
+            .await
+            .expect("query");
+    assert!(
+        remaining > 13.0 * 24.0 * 3600.0,
+        "use slides the expiry ({remaining} s left)"
+    );
+
+    sqlx::query("UPDATE sessions SET expires_at = now() - interval '1 second'")
+        .execute(&db)
+        .await
+        .expect("update");
+    assert_eq!(me(&app, &cookie).await.json(), serde_json::Value::Null);
+    assert!(
+        server::sweep(&db).await.expect("sweep") >= 1,
+        "the janitor removes it"
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn cross_site_requests_with_a_cookie_are_rejected(db: sqlx::PgPool) {
+    let app = spawn_app(db).await;
+    let cookie = sign_up(&app, "ann@example.org").await;
+
+    for headers in [
+        vec![
+            ("origin", "https://evil.example"),
+            ("cookie", cookie.as_str()),
+        ],
+        vec![
+            ("sec-fetch-site", "cross-site"),
+            ("cookie", cookie.as_str()),
+        ],
+        vec![("cookie", cookie.as_str())],
+    ] {
+        let reply = call(&app, "/api/auth/sign-out", "", &headers).await;
+        assert_eq!(reply.status, 403, "{headers:?}: {}", reply.body);
+        assert_eq!(reply.json()["code"], "csrf_rejected");
+    }
+    // The session survived every forged sign-out.
+    assert_eq!(me(&app, &cookie).await.json()["email"], "ann@example.org");
+    // Same-origin by Sec-Fetch-Site alone is fine.
+    let ok = call(
+        &app,
+        "/api/auth/me",
+        "",
+        &[("sec-fetch-site", "same-origin"), ("cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(ok.json()["email"], "ann@example.org");
+    // Login CSRF: signing in from another site is refused too.
+    let reply = call(
+        &app,
+        "/api/auth/sign-in",
+        &form(&[
+            ("email", "ann@example.org"),
+            ("password", "correct horse battery"),
+        ]),
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(reply.json()["code"], "csrf_rejected");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn repeated_wrong_passwords_are_rate_limited_per_account(db: sqlx::PgPool) {
+    let app = spawn_app(db).await;
+    sign_up(&app, "ann@example.org").await;
+    let guess = form(&[
+        ("email", "ann@example.org"),
+        ("password", "guess guess guess"),
+    ]);
+    let attempt = || call(&app, "/api/auth/sign-in", &guess, &[("origin", ORIGIN)]);
+    for _ in 0..app::auth::ratelimit::SIGN_IN_PER_ACCOUNT.max_hits {
+        assert_eq!(attempt().await.status, 400);
+    }
+    let limited = attempt().await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert_eq!(limited.json()["code"], "rate_limited");
+    let retry = limited.json()["retry_after_secs"]
+        .as_u64()
+        .expect("retry_after_secs");
+    assert!((1..=600).contains(&retry), "{retry}");
+    // Even the right password waits until the window passes.
+    let right = call(
+        &app,
+        "/api/auth/sign-in",
+        &form(&[
+            ("email", "ann@example.org"),
+            ("password", "correct horse battery"),
+        ]),
+        &[("origin", ORIGIN)],
+    )
+    .await;
+    assert_eq!(right.status, 429);
+}
+
+fn signed(
+    path: &str,
+    body: &str,
+    service: &str,
+    secret: &str,
+    acting: &str,
+    nonce: &str,
+) -> Vec<(String, String)> {
+    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let signature = SignedParts {
+        service,
+        timestamp,
+        nonce,
+        method: "POST",
+        path_and_query: path,
+        acting_user: acting,
+        body: body.as_bytes(),
+    }
+    .sign(secret.as_bytes());
+    vec![
+        (signing::HEADER_SERVICE.into(), service.into()),
+        (signing::HEADER_TIMESTAMP.into(), timestamp.to_string()),
+        (signing::HEADER_NONCE.into(), nonce.into()),
+        (signing::HEADER_ACTING_USER.into(), acting.into()),
+        (signing::HEADER_SIGNATURE.into(), signature),
+    ]
+}
+
+async fn signed_call(app: &TestApp, path: &str, headers: &[(String, String)]) -> Reply {
+    let refs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    call(app, path, "", &refs).await
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn signed_service_calls_act_for_linked_users_only_once_per_nonce(db: sqlx::PgPool) {
+    let mut settings = test_settings();
+    settings.services.insert(
+        "bot".into(),
+        app::config::ServiceSettings {
+            secret: SERVICE_SECRET.to_owned().into(),
+            permissions: vec!["users:read".into()],
+        },
+    );
+    settings.services.insert(
+        "reporter".into(),
+        app::config::ServiceSettings {
+            secret: SERVICE_SECRET.to_owned().into(),
+            permissions: vec!["rag:query".into()],
+        },
+    );
+    let app = spawn_app_with(db.clone(), settings).await;
+    sign_up(&app, "ann@example.org").await;
+    sqlx::query(
+        "INSERT INTO telegram_accounts (telegram_user_id, user_id, first_name)
+         SELECT 42, id, 'Ann' FROM users",
+    )
+    .execute(&db)
+    .await
+    .expect("link");
+
+    let headers = signed(
+        "/api/auth/me",
+        "",
+        "bot",
+        SERVICE_SECRET,
+        "tg:42",
+        "nonce-aaaaaaaaaaaaaaaa",
+    );
+    let reply = signed_call(&app, "/api/auth/me", &headers).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["email"], "ann@example.org");
+
+    let replay = signed_call(&app, "/api/auth/me", &headers).await;
+    assert_eq!(replay.status, 401, "a replayed nonce is refused");
+    assert_eq!(replay.json()["code"], "unauthenticated");
+
+    let unlinked = signed(
+        "/api/auth/me",
+        "",
+        "bot",
+        SERVICE_SECRET,
+        "tg:43",
+        "nonce-bbbbbbbbbbbbbbbb",
+    );
+    let reply = signed_call(&app, "/api/auth/me", &unlinked).await;
+    assert_eq!(
+        reply.json()["code"],
+        "telegram_not_linked",
+        "{}",
+        reply.body
+    );
+
+    let unknown = signed(
+        "/api/auth/me",
+        "",
+        "intruder",
+        SERVICE_SECRET,
+        "tg:42",
+        "nonce-cccccccccccccccc",
+    );
+    assert_eq!(
+        signed_call(&app, "/api/auth/me", &unknown).await.status,
+        401
+    );
+
+    let no_permission = signed(
+        "/api/auth/me",
+        "",
+        "reporter",
+        SERVICE_SECRET,
+        "tg:42",
+        "nonce-dddddddddddddddd",
+    );
+    let reply = signed_call(&app, "/api/auth/me", &no_permission).await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert_eq!(reply.json()["code"], "forbidden");
+
+    let wrong_path = signed(
+        "/api/auth/sign-out",
+        "",
+        "bot",
+        SERVICE_SECRET,
+        "tg:42",
+        "nonce-eeeeeeeeeeeeeeee",
+    );
+    assert_eq!(
+        signed_call(&app, "/api/auth/me", &wrong_path).await.status,
+        401
+    );
+}
+
+const BOT_TOKEN: &str = "123456:test-token";
+
+fn init_data(telegram_user_id: i64, auth_date: i64) -> String {
+    let user = format!(
+        r#"{{"id":{telegram_user_id},"first_name":"Ann","username":"ann_tg","language_code":"en"}}"#
+    );
+    app::auth::init_data::sign(
+        &[
+            ("user", &user),
+            ("auth_date", &auth_date.to_string()),
+            ("chat_type", "sender"),
+        ],
+        BOT_TOKEN,
+        None,
+    )
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn mini_app_sign_in_gives_a_header_session_for_linked_users(db: sqlx::PgPool) {
+    let mut settings = test_settings();
+    settings.telegram_bot_token = Some(BOT_TOKEN.to_owned().into());
+    let app = spawn_app_with(db.clone(), settings).await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+
+    // Not linked yet: a clear code the Mini App can act on, and the Telegram user is remembered.
+    let reply = call(
+        &app,
+        "/api/auth/telegram/miniapp",
+        &form(&[("init_data", &init_data(77, now))]),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert_eq!(reply.json()["code"], "telegram_not_linked");
+    let username: String =
+        sqlx::query_scalar("SELECT username FROM telegram_accounts WHERE telegram_user_id = 77")
+            .fetch_one(&db)
+            .await
+            .expect("recorded");
+    assert_eq!(username, "ann_tg");
+
+    sign_up(&app, "ann@example.org").await;
+    sqlx::query("UPDATE telegram_accounts SET user_id = (SELECT id FROM users), linked_at = now()")
+        .execute(&db)
+        .await
+        .expect("link");
+
+    let reply = call(
+        &app,
+        "/api/auth/telegram/miniapp",
+        &form(&[("init_data", &init_data(77, now))]),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        reply.cookie.is_none(),
+        "the Mini App session travels in a header, not a cookie"
+    );
+    let token = reply.json()["token"].as_str().expect("token").to_owned();
+    assert_eq!(reply.json()["expires_in_secs"], 900);
+    assert_eq!(reply.json()["user"]["email"], "ann@example.org");
+
+    // The header works with no Origin at all (a cross-site iframe cannot forge a header).
+    let me = call(&app, "/api/auth/me", "", &[("x-dossier-session", &token)]).await;
+    assert_eq!(me.json()["email"], "ann@example.org", "{}", me.body);
+
+    // Stale, forged and replayed-with-changes initData are refused.
+    let stale = call(
+        &app,
+        "/api/auth/telegram/miniapp",
+        &form(&[("init_data", &init_data(77, now - 301))]),
+        &[],
+    )
+    .await;
+    assert_eq!(stale.status, 401);
+    let forged = init_data(77, now).replace("ann_tg", "mallory");
+    let forged = call(
+        &app,
+        "/api/auth/telegram/miniapp",
+        &form(&[("init_data", &forged)]),
+        &[],
+    )
+    .await;
+    assert_eq!(forged.status, 401);
+    assert_eq!(forged.json()["code"], "unauthenticated");
+
+    // The session ends after its fixed lifetime, however much it is used.
+    sqlx::query(
+        "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE kind = 'miniapp'",
+    )
+    .execute(&db)
+    .await
+    .expect("expire");
+    let me = call(&app, "/api/auth/me", "", &[("x-dossier-session", &token)]).await;
+    assert_eq!(me.json(), serde_json::Value::Null);
+}

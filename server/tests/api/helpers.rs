@@ -1,0 +1,176 @@
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use app::config::Settings;
+use axum::Router;
+use axum::body::Body;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+/// The test NATS (>= 2.11), started by `make test`.
+pub fn nats_url() -> String {
+    std::env::var("DOSSIER_TEST_NATS_URL").expect(
+        "DOSSIER_TEST_NATS_URL must point at a NATS >= 2.11 (run tests through `make test-rust`)",
+    )
+}
+
+/// Settings for one test: its own environment name, so its NATS subjects, streams and buckets
+/// never meet another test's.
+pub fn test_settings() -> Settings {
+    Settings {
+        env: format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]),
+        nats_url: nats_url(),
+        public_url: "http://localhost:3000".into(),
+        ..Settings::default()
+    }
+}
+
+pub struct TestApp {
+    pub router: Router,
+    pub state: app::state::AppState,
+}
+
+pub async fn spawn_app(db: sqlx::PgPool) -> TestApp {
+    spawn_app_with(db, test_settings()).await
+}
+
+pub async fn spawn_app_with(db: sqlx::PgPool, settings: Settings) -> TestApp {
+    let nats = server::connect_nats(&settings.nats_url, "dossier-test")
+        .await
+        .expect("connect to the test NATS");
+    let state = server::state_from_parts(settings, db, nats);
+    TestApp {
+        router: server::router(state.clone()),
+        state,
+    }
+}
+
+impl TestApp {
+    pub async fn request(&self, request: Request<Body>) -> Response<Body> {
+        self.router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible")
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = self
+            .request(Request::get(path).body(Body::empty()).expect("request"))
+            .await;
+        split(response).await
+    }
+
+    pub async fn post_form(&self, path: &str, body: &str) -> (u16, String) {
+        let response = self
+            .request(
+                Request::post(path)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("accept", "application/json")
+                    .body(Body::from(body.to_owned()))
+                    .expect("request"),
+            )
+            .await;
+        split(response).await
+    }
+}
+
+pub async fn split(response: Response<Body>) -> (u16, String) {
+    let status = response.status().as_u16();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// A NATS server process of the test's own, on a free port, so the test may stop it.
+pub struct OwnNats {
+    child: Option<std::process::Child>,
+    pub port: u16,
+    store: tempfile::TempDir,
+}
+
+impl OwnNats {
+    pub fn start() -> Self {
+        let port = free_port();
+        let store = tempfile::tempdir().expect("tempdir");
+        let mut nats = Self {
+            child: None,
+            port,
+            store,
+        };
+        nats.restart();
+        nats
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        let bin = std::env::var("DOSSIER_TEST_NATS_BIN")
+            .expect("DOSSIER_TEST_NATS_BIN must name a nats-server >= 2.11 binary");
+        let child = std::process::Command::new(bin)
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server and waits until the process is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Polls `check` until it holds or the deadline passes (waiting on a condition, not a clock).
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

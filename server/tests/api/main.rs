@@ -1,0 +1,6 @@
+//! Integration tests of the server's HTTP surface against the real PostgreSQL and NATS.
+//! One binary with a module per area (fast to link, shared helpers).
+
+mod auth;
+mod helpers;
+mod system;

@@ -1,0 +1,103 @@
+use std::time::Duration;
+
+use crate::helpers::{OwnNats, eventually, spawn_app, spawn_app_with, test_settings};
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn healthz_answers_ok(db: sqlx::PgPool) {
+    let app = spawn_app(db).await;
+    assert_eq!(app.get("/healthz").await, (200, "ok".to_owned()));
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn readyz_is_200_with_postgres_and_nats_up(db: sqlx::PgPool) {
+    let app = spawn_app(db).await;
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(report["database"], true);
+    assert_eq!(report["nats"], true);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn readyz_is_503_while_nats_is_down_and_recovers(db: sqlx::PgPool) {
+    let mut nats = OwnNats::start();
+    let settings = app::config::Settings {
+        nats_url: nats.url(),
+        ..test_settings()
+    };
+    let app = spawn_app_with(db, settings).await;
+    assert_eq!(app.get("/readyz").await.0, 200);
+
+    nats.kill();
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(report["nats"], false);
+    assert_eq!(report["database"], true);
+
+    nats.restart();
+    eventually("readyz back to 200", Duration::from_secs(20), || async {
+        app.get("/readyz").await.0 == 200
+    })
+    .await;
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn readyz_is_503_when_the_database_is_gone(db: sqlx::PgPool) {
+    let app = spawn_app(db.clone()).await;
+    db.close().await;
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(report["database"], false);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn the_status_server_function_round_trips(db: sqlx::PgPool) {
+    let app = spawn_app(db).await;
+    let (status, body) = app.post_form("/api/system/status", "").await;
+    assert_eq!(status, 200, "{body}");
+    let report: app::system::StatusReport = serde_json::from_str(&body).expect("json");
+    assert!(report.ready());
+    assert_eq!(report.environment, app.state.settings.env);
+    assert!(report.nats_server_version.is_some());
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn pages_render_on_the_server_with_hydration_scripts(db: sqlx::PgPool) {
+    let app = spawn_app(db).await;
+    let (status, html) = app.get("/").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Your papers, one message away"));
+    assert!(html.contains("/pkg/dossier.js"), "hydration script missing");
+    let (status, html) = app.get("/no/such/page").await;
+    assert_eq!(status, 404);
+    assert!(html.contains("Page not found"));
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn metrics_count_requests_by_route_template(db: sqlx::PgPool) {
+    let app = spawn_app(db).await;
+    let before = requests_for(&app.get("/metrics").await.1, "/healthz");
+    for _ in 0..3 {
+        app.get("/healthz").await;
+    }
+    let (status, text) = app.get("/metrics").await;
+    assert_eq!(status, 200);
+    let after = requests_for(&text, "/healthz");
+    // Other tests in this process may hit /healthz too, so at least our three were counted.
+    assert!(after >= before + 3.0, "before {before}, after {after}");
+    assert!(text.contains("http_request_duration_seconds_bucket"));
+}
+
+fn requests_for(metrics: &str, route: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with("http_requests_total{")
+                && line.contains(&format!("route=\"{route}\""))
+                && line.contains("status=\"200\"")
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
