@@ -88,7 +88,7 @@ impl Default for Settings {
         Self {
             env: "dev".into(),
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
-            public_url: "http://127.0.0.1:3000".into(),
+            public_url: "http://localhost:3000".into(),
             database_url: SecretString::from("postgres://postgres@127.0.0.1:5432/dossier"),
             database_max_connections: 10,
             nats_url: "nats://127.0.0.1:4222".into(),

@@ -2,6 +2,7 @@
 //! Backend services live behind `#[cfg(feature = "ssr")]`.
 
 pub mod auth;
+pub mod client;
 pub mod error;
 pub mod pages;
 pub mod system;

@@ -18,6 +18,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub subjects: Subjects,
     pub leptos_options: LeptosOptions,
+    /// The WebAuthn relying party; `None` (passkeys off) when `public_url` has no host name.
+    pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

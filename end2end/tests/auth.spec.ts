@@ -39,11 +39,11 @@ test.describe("accounts", () => {
     await waitForHydration(page);
     await page.getByLabel("Email").fill(email);
     await page.getByLabel("Password").fill("wrong password!");
-    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("button", { name: "Sign in", exact: true }).click();
     await expect(page.getByRole("alert")).toHaveText("wrong email or password");
 
     await page.getByLabel("Password").fill(password);
-    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("button", { name: "Sign in", exact: true }).click();
     await expect(page).toHaveURL(/\/account$/);
     await expect(page.getByText(`Signed in as ${email}`)).toBeVisible();
   });

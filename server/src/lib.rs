@@ -105,7 +105,17 @@ pub fn state_from_parts(
     db: sqlx::PgPool,
     nats: async_nats::Client,
 ) -> AppState {
+    let webauthn =
+        app::auth::passkeys::store::relying_party(&settings.public_url, settings.public_host())
+            .map(Arc::new);
+    if webauthn.is_none() {
+        tracing::warn!(
+            public_url = %settings.public_url,
+            "passkeys are off: public_url must name a host (e.g. http://localhost:3000), not an IP address"
+        );
+    }
     AppState {
+        webauthn,
         jetstream: async_nats::jetstream::new(nats.clone()),
         subjects: Subjects::new(settings.env.clone()),
         leptos_options: leptos_options(&settings),

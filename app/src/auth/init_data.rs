@@ -462,3 +462,146 @@ mod tests {
         );
     }
 }
+
+/// Property tests: the parser and verifier never panic, and never accept a string whose
+/// decoded content differs from what was signed.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const TOKEN: &str = "123456:property-bot-token";
+    const NOW: i64 = 1_800_000_000;
+
+    fn verifier() -> Verifier<'static> {
+        Verifier {
+            bot_token: TOKEN,
+            max_age_secs: 300,
+            ed25519: None,
+        }
+    }
+
+    fn signed_fixture() -> String {
+        sign(
+            &[
+                (
+                    "user",
+                    r#"{"id":42,"first_name":"Ann & Bob = ok","username":"ann"}"#,
+                ),
+                ("auth_date", "1800000000"),
+                ("query_id", "AAH+x/y"),
+                ("start_param", "ref_42"),
+            ],
+            TOKEN,
+            None,
+        )
+    }
+
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Replace(usize, u8),
+        Delete(usize),
+        Insert(usize, u8),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Replace(i, b)),
+            any::<usize>().prop_map(Mutation::Delete),
+            (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+        ]
+    }
+
+    fn apply(raw: &str, mutations: &[Mutation]) -> Vec<u8> {
+        let mut bytes = raw.as_bytes().to_vec();
+        for m in mutations {
+            match *m {
+                Mutation::Replace(i, b) if !bytes.is_empty() => {
+                    let i = i % bytes.len();
+                    bytes[i] = b;
+                }
+                Mutation::Delete(i) if !bytes.is_empty() => {
+                    bytes.remove(i % bytes.len());
+                }
+                Mutation::Insert(i, b) => {
+                    let i = i % (bytes.len() + 1);
+                    bytes.insert(i, b);
+                }
+                _ => {}
+            }
+        }
+        bytes
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_input_never_panics_and_is_never_accepted(raw in ".{0,600}") {
+            prop_assert!(verifier().verify(&raw, NOW).is_err());
+        }
+
+        #[test]
+        fn query_shaped_input_never_panics(
+            pairs in prop::collection::vec(("[a-z_%+0-9A-F]{0,12}", "[ -~]{0,40}"), 0..8)
+        ) {
+            let raw = pairs
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&");
+            prop_assert!(verifier().verify(&raw, NOW).is_err());
+        }
+
+        #[test]
+        fn a_mutated_string_is_accepted_only_if_it_decodes_to_the_same_fields(
+            mutations in prop::collection::vec(mutation(), 1..4)
+        ) {
+            let original = signed_fixture();
+            let mutated = apply(&original, &mutations);
+            let Ok(mutated) = String::from_utf8(mutated) else {
+                return Ok(());
+            };
+            if let Ok(data) = verifier().verify(&mutated, NOW) {
+                let original = verifier().verify(&original, NOW).expect("fixture verifies");
+                // Only re-encodings of the same content may pass (e.g. `%41` for `A`, or
+                // the hash's hex digits in upper case), never different content.
+                let mut got = data.fields.clone();
+                let mut want = original.fields.clone();
+                let got_hash = got.remove("hash").map(|h| h.to_ascii_lowercase());
+                let want_hash = want.remove("hash").map(|h| h.to_ascii_lowercase());
+                prop_assert_eq!(got, want);
+                prop_assert_eq!(got_hash, want_hash);
+            }
+        }
+
+        #[test]
+        fn any_signed_content_round_trips_and_any_changed_value_fails(
+            first_name in "\\PC{1,40}",
+            extra in "\\PC{0,60}",
+            changed in "\\PC{1,20}",
+            which in 0usize..3,
+        ) {
+            let user = serde_json::json!({"id": 7, "first_name": first_name}).to_string();
+            let fields = [("user", user.as_str()), ("auth_date", "1800000000"), ("extra", extra.as_str())];
+            let raw = sign(&fields, TOKEN, None);
+            let data = verifier().verify(&raw, NOW).expect("signed content verifies");
+            prop_assert_eq!(data.user.first_name, first_name);
+            prop_assert_eq!(data.fields.get("extra"), Some(&extra));
+
+            // Re-encode the same fields with one value changed but the old hash kept.
+            let mut map = data.fields.clone();
+            let key = ["user", "auth_date", "extra"][which];
+            let old = map.get(key).cloned().unwrap_or_default();
+            let new = format!("{old}{changed}");
+            map.insert(key.to_owned(), new);
+            let forged = map
+                .iter()
+                .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            prop_assert!(verifier().verify(&forged, NOW).is_err());
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Accounts and authentication: web sign-up and sign-in, sessions, CSRF, rate limits, signed
 //! service calls, Mini App initData and passkeys.
 
+pub mod passkeys;
 pub mod signing;
 
 #[cfg(feature = "ssr")]
@@ -33,7 +34,7 @@ pub struct CurrentUser {
 }
 
 /// Creates an account with email and password and signs it in.
-#[server(prefix = "/api", endpoint = "auth/sign-up")]
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "auth/sign-up")]
 pub async fn sign_up(email: String, password: String) -> Result<CurrentUser, ApiError> {
     crate::error::respond(
         async {
@@ -47,7 +48,7 @@ pub async fn sign_up(email: String, password: String) -> Result<CurrentUser, Api
 }
 
 /// Signs in with email and password.
-#[server(prefix = "/api", endpoint = "auth/sign-in")]
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "auth/sign-in")]
 pub async fn sign_in(email: String, password: String) -> Result<CurrentUser, ApiError> {
     crate::error::respond(
         async {
@@ -61,7 +62,7 @@ pub async fn sign_in(email: String, password: String) -> Result<CurrentUser, Api
 }
 
 /// Ends the current session (and clears its cookie).
-#[server(prefix = "/api", endpoint = "auth/sign-out")]
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "auth/sign-out")]
 pub async fn sign_out() -> Result<(), ApiError> {
     crate::error::respond(
         async {
@@ -73,7 +74,7 @@ pub async fn sign_out() -> Result<(), ApiError> {
 }
 
 /// The signed-in person, or `None`.
-#[server(prefix = "/api", endpoint = "auth/me")]
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "auth/me")]
 pub async fn get_current_user() -> Result<Option<CurrentUser>, ApiError> {
     crate::error::respond(
         async {
@@ -97,7 +98,7 @@ pub struct MiniAppSession {
 }
 
 /// Signs a Telegram Mini App in with the raw `initData` string Telegram handed it.
-#[server(prefix = "/api", endpoint = "auth/telegram/miniapp")]
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "auth/telegram/miniapp")]
 pub async fn miniapp_sign_in(init_data: String) -> Result<MiniAppSession, ApiError> {
     crate::error::respond(
         async {

@@ -10,8 +10,7 @@ use crate::error::ApiError;
 use crate::state::internal;
 
 pub const COOKIE_NAME: &str = "dossier_session";
-/// The header a client adds when cookies are unavailable (a Mini App in a cross-site iframe).
-pub const SESSION_HEADER: &str = "x-dossier-session";
+pub use crate::client::SESSION_HEADER;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionKind {

@@ -6,6 +6,7 @@ use leptos_router::hooks::use_navigate;
 
 use crate::auth::{CurrentUser, SignIn, SignOut, SignUp};
 use crate::error::ApiError;
+use crate::pages::passkeys::{PasskeySignIn, Passkeys};
 
 /// The signed-in person, shared by the whole app; refetched after sign-in and sign-out.
 #[derive(Clone, Copy)]
@@ -21,7 +22,7 @@ pub fn use_user() -> UserResource {
     expect_context::<UserResource>()
 }
 
-fn error_view(error: ApiError) -> impl IntoView {
+pub fn error_view(error: ApiError) -> impl IntoView {
     view! { <p class="error" role="alert">{error.to_string()}</p> }
 }
 
@@ -78,13 +79,14 @@ pub fn SignInPage() -> impl IntoView {
                 </button>
             </ActionForm>
             {move || action.value().get().and_then(Result::err).map(error_view)}
+            <PasskeySignIn />
             <p class="muted">"New here? " <a href="/signup">"Create an account"</a></p>
         </section>
     }
 }
 
 /// On a successful sign-in or sign-up: refresh who is signed in and go to the account page.
-fn after_sign_in(value: impl Get<Value = Option<Result<CurrentUser, ApiError>>> + 'static) {
+pub fn after_sign_in(value: impl Get<Value = Option<Result<CurrentUser, ApiError>>> + 'static) {
     let user = use_user();
     let navigate = use_navigate();
     Effect::new(move |_| {
@@ -117,6 +119,7 @@ pub fn AccountPage() -> impl IntoView {
                                 <section class="card">
                                     <h1>"Your account"</h1>
                                     <p>"Signed in as " <strong>{me.email.clone()}</strong></p>
+                                    <Passkeys />
                                     <button
                                         type="button"
                                         class="secondary"

@@ -63,7 +63,7 @@ pub mod service {
 }
 
 /// Reports whether the server's dependencies answer. Public: it reveals nothing private.
-#[server(prefix = "/api", endpoint = "system/status")]
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "system/status")]
 pub async fn system_status() -> Result<StatusReport, ApiError> {
     crate::error::respond(
         async {

@@ -174,3 +174,123 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+// Calling server functions the way a browser does.
+
+pub const ORIGIN: &str = "http://localhost:3000";
+pub const SERVICE_SECRET: &str = "bot-secret-bot-secret-bot-secret-0123";
+
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub cookie: Option<String>,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A form-encoded server-function call (the default codec).
+pub async fn call(app: &TestApp, path: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
+    send(
+        app,
+        path,
+        "application/x-www-form-urlencoded",
+        body,
+        headers,
+    )
+    .await
+}
+
+/// A JSON server-function call (functions declared with `input = Json`).
+pub async fn call_json(
+    app: &TestApp,
+    path: &str,
+    body: &serde_json::Value,
+    headers: &[(&str, &str)],
+) -> Reply {
+    send(app, path, "application/json", &body.to_string(), headers).await
+}
+
+async fn send(
+    app: &TestApp,
+    path: &str,
+    content_type: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut request = Request::post(path)
+        .header("content-type", content_type)
+        .header("accept", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = app
+        .request(request.body(Body::from(body.to_owned())).expect("request"))
+        .await;
+    let cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("dossier_session="))
+        .map(str::to_owned);
+    let (status, body) = split(response).await;
+    Reply {
+        status,
+        body,
+        cookie,
+    }
+}
+
+pub fn session_cookie(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .expect("cookie pair")
+        .to_owned()
+}
+
+pub async fn sign_up(app: &TestApp, email: &str) -> String {
+    let reply = call(
+        app,
+        "/api/auth/sign-up",
+        &form(&[("email", email), ("password", "correct horse battery")]),
+        &[("origin", ORIGIN)],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    session_cookie(&reply.cookie.expect("a session cookie"))
+}
+
+pub async fn me(app: &TestApp, cookie: &str) -> Reply {
+    call(
+        app,
+        "/api/auth/me",
+        "",
+        &[("origin", ORIGIN), ("cookie", cookie)],
+    )
+    .await
+}

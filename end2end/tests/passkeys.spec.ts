@@ -1,0 +1,80 @@
+import { test, expect, waitForHydration } from "./fixtures";
+import type { CDPSession, Page } from "@playwright/test";
+
+// Chromium's virtual authenticator (CDP WebAuthn domain): a platform authenticator with
+// resident keys and user verification that answers prompts on its own.
+async function addVirtualAuthenticator(page: Page): Promise<{ cdp: CDPSession; authenticatorId: string }> {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: {
+      protocol: "ctap2",
+      transport: "internal",
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  return { cdp, authenticatorId };
+}
+
+async function signUp(page: Page, email: string) {
+  await page.goto("/signup");
+  await waitForHydration(page);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill("correct horse battery");
+  await page.getByRole("button", { name: "Create account" }).click();
+  await expect(page).toHaveURL(/\/account$/);
+}
+
+test.describe("passkeys", () => {
+  test("register a passkey, sign out, and sign in with it alone", async ({ page }) => {
+    const { cdp, authenticatorId } = await addVirtualAuthenticator(page);
+    const email = `pk-${Date.now()}-${Math.floor(Math.random() * 1e6)}@example.org`;
+    await signUp(page, email);
+    await waitForHydration(page);
+    await expect(page.getByText("You have no passkeys yet.")).toBeVisible();
+
+    await page.getByLabel("Name").fill("Test laptop");
+    await page.getByRole("button", { name: "Add a passkey" }).click();
+    await expect(page.getByRole("status")).toHaveText("Passkey “Test laptop” added.");
+    const row = page.getByTestId("passkey");
+    await expect(row).toHaveCount(1);
+    await expect(row).toContainText("Test laptop");
+    await expect(row).toContainText("never used");
+
+    // The authenticator now holds one discoverable credential for this site.
+    const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+    expect(credentials).toHaveLength(1);
+    expect(credentials[0].isResidentCredential).toBe(true);
+    expect(credentials[0].rpId).toBe("localhost");
+
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await expect(page).toHaveURL(/\/$/);
+
+    // No email, no password: the passkey identifies and verifies the person.
+    await page.goto("/signin");
+    await waitForHydration(page);
+    await page.getByRole("button", { name: "Sign in with a passkey" }).click();
+    await expect(page).toHaveURL(/\/account$/);
+    await expect(page.getByText(`Signed in as ${email}`)).toBeVisible();
+    await expect(page.getByTestId("passkey")).toContainText("last used");
+
+    // Rename, then delete it.
+    await page.getByRole("button", { name: "Rename" }).click();
+    await page.getByLabel("New name").fill("Work laptop");
+    await page.getByRole("button", { name: "Save" }).click();
+    await expect(page.getByTestId("passkey")).toContainText("Work laptop");
+    await page.getByRole("button", { name: "Delete" }).click();
+    await page.getByRole("button", { name: "Yes, delete" }).click();
+    await expect(page.getByText("You have no passkeys yet.")).toBeVisible();
+
+    // The authenticator still holds the credential, but the server no longer knows it.
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.goto("/signin");
+    await waitForHydration(page);
+    await page.getByRole("button", { name: "Sign in with a passkey" }).click();
+    await expect(page.getByRole("alert")).toContainText("not registered here");
+  });
+});
