@@ -152,6 +152,20 @@ impl Settings {
     }
 
     /// The public origin's host, the WebAuthn relying-party id.
+    /// How long a web session may sit idle before it ends (it slides on every use).
+    pub fn web_session_idle(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            u64::try_from(self.web_session_idle_hours.max(1)).unwrap_or(1) * 3600,
+        )
+    }
+
+    /// The fixed lifetime of a Mini App session.
+    pub fn miniapp_session(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            u64::try_from(self.miniapp_session_minutes.max(1)).unwrap_or(15) * 60,
+        )
+    }
+
     pub fn public_host(&self) -> &str {
         let rest = self
             .public_url

@@ -101,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
         samples.push(started.elapsed());
         assert!(session.is_ok(), "{session:?}");
     }
-    report("Mini App sign-in (verify + 3 queries, real PG)", samples);
+    report("Mini App sign-in (verify + 1 round trip, real PG)", samples);
     state.db.close().await;
     sqlx::query(&format!("DROP DATABASE {db_name}"))
         .execute(&admin)

@@ -1,7 +1,5 @@
 //! Account service code: plain async functions the server functions (and tests) call.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use http::request::Parts;
 use uuid::Uuid;
@@ -180,8 +178,7 @@ fn wrong_credentials() -> ApiError {
 }
 
 pub async fn start_web_session(ctx: &RequestCtx, user_id: Uuid) -> Result<(), ApiError> {
-    let hours = u64::try_from(ctx.state.settings.web_session_idle_hours).unwrap_or(1);
-    let lifetime = Duration::from_secs(hours * 3600);
+    let lifetime = ctx.state.settings.web_session_idle();
     let token = sessions::create(&ctx.state.db, user_id, SessionKind::Web, lifetime, true).await?;
     ctx.set_cookie(sessions::cookie(
         &token,
@@ -257,33 +254,48 @@ pub async fn miniapp_sign_in(
         ApiError::Unauthenticated
     })?;
     let user = &data.user;
-    let linked: Option<(Option<Uuid>,)> = sqlx::query_as(
-        "INSERT INTO telegram_accounts (telegram_user_id, username, first_name, last_name, language_code)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (telegram_user_id) DO UPDATE SET
-           username = EXCLUDED.username, first_name = EXCLUDED.first_name,
-           last_name = EXCLUDED.last_name, language_code = EXCLUDED.language_code,
-           last_seen_at = now()
-         RETURNING user_id",
+    let lifetime = state.settings.miniapp_session();
+    let token = sessions::new_token();
+    // One round trip: record the Telegram user, open a session when it is linked, and read the
+    // account it is linked to.
+    let row: (Option<Uuid>, Option<String>, Option<bool>) = sqlx::query_as(
+        "WITH tg AS (
+           INSERT INTO telegram_accounts
+             (telegram_user_id, username, first_name, last_name, language_code)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (telegram_user_id) DO UPDATE SET
+             username = EXCLUDED.username, first_name = EXCLUDED.first_name,
+             last_name = EXCLUDED.last_name, language_code = EXCLUDED.language_code,
+             last_seen_at = now()
+           RETURNING user_id
+         ), session AS (
+           INSERT INTO sessions (token_hash, user_id, kind, expires_at, sliding)
+           SELECT $6, tg.user_id, 'miniapp', now() + make_interval(secs => $7), false
+           FROM tg WHERE tg.user_id IS NOT NULL
+           RETURNING user_id
+         )
+         SELECT u.id, u.email, u.is_admin
+         FROM tg LEFT JOIN users u ON u.id = tg.user_id",
     )
     .bind(user.id)
     .bind(&user.username)
     .bind(&user.first_name)
     .bind(&user.last_name)
     .bind(&user.language_code)
-    .fetch_optional(&state.db)
+    .bind(sessions::token_hash(&token))
+    .bind(lifetime.as_secs_f64())
+    .fetch_one(&state.db)
     .await
-    .context("failed to record a Telegram user")
+    .context("failed to record a Telegram user and open a Mini App session")
     .map_err(internal)?;
-    let user_id = linked
-        .and_then(|(user_id,)| user_id)
-        .ok_or(ApiError::TelegramNotLinked)?;
-    let minutes = u64::try_from(state.settings.miniapp_session_minutes).unwrap_or(15);
-    let lifetime = Duration::from_secs(minutes * 60);
-    let token = sessions::create(&state.db, user_id, SessionKind::MiniApp, lifetime, false).await?;
-    let account = find_user(&state.db, user_id)
-        .await?
-        .ok_or(ApiError::TelegramNotLinked)?;
+    let (Some(id), Some(email), Some(is_admin)) = row else {
+        return Err(ApiError::TelegramNotLinked);
+    };
+    let account = CurrentUser {
+        id,
+        email,
+        is_admin,
+    };
     Ok(super::MiniAppSession {
         token,
         expires_in_secs: i64::try_from(lifetime.as_secs()).unwrap_or(900),

@@ -127,9 +127,7 @@ pub async fn authorize_parts(
         // Signed headers without a verified signature: the middleware did not run or failed.
         return Err(ApiError::Unauthenticated);
     }
-    let idle = std::time::Duration::from_secs(
-        u64::try_from(state.settings.web_session_idle_hours).unwrap_or(0) * 3600,
-    );
+    let idle = state.settings.web_session_idle();
     if let Some(token) = parts
         .headers
         .get(SESSION_HEADER)
