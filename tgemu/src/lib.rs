@@ -1,23 +1,33 @@
-//! A Telegram Bot API emulator: the real wire format (`/bot<token>/<method>`, `{ok, result}`
-//! and `{ok: false, error_code, description}`), for tests and for running the bot without a
-//! token. Method names are matched case-insensitively, as Telegram does.
+//! A Telegram Bot API emulator: the real wire format (`/bot<token>/<method>` with JSON, form or
+//! multipart parameters; `{ok, result}` and `{ok: false, error_code, description,
+//! parameters.retry_after}`), for tests and for running the bot without a token. Method names
+//! are matched case-insensitively, as Telegram does. Telegram's limits are enforced: 429 with
+//! `retry_after` above the per-chat and overall send rates, 20 MB downloads, 50 MB uploads,
+//! 4096-character messages, 64-byte callback data.
 //!
-//! The control API (`/control/...`) plays the users: it injects updates and reads back what
-//! the bot sent.
+//! The control API (`/control/...`) plays the users: it injects messages, files and button
+//! presses and reads back what the bot did. `GET /` is a small chat page for trying a bot by hand.
 
-use std::collections::{BTreeMap, VecDeque};
+mod control;
+mod limits;
+mod markup;
+mod methods;
+mod params;
+mod webhook;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::{Mutex, Notify};
+
+pub use limits::Limits;
 
 /// The bot the emulator pretends to host.
 #[derive(Debug, Clone)]
@@ -39,263 +49,202 @@ impl Default for BotIdentity {
     }
 }
 
+/// Everything configurable about an emulator.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub bot: BotIdentity,
+    pub limits: Limits,
+}
+
 /// Longest long-poll a client may ask for (Telegram caps `timeout` similarly).
 const MAX_POLL: Duration = Duration::from_secs(50);
-const MAX_TEXT_CHARS: usize = 4096;
+pub const MAX_TEXT_CHARS: usize = 4096;
+pub const MAX_CAPTION_CHARS: usize = 1024;
+/// What a bot may download through the public Bot API.
+pub const MAX_DOWNLOAD_BYTES: usize = 20 * 1024 * 1024;
+/// What a bot may upload through the public Bot API.
+pub const MAX_UPLOAD_BYTES: usize = 50 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+struct StoredFile {
+    unique_id: String,
+    path: String,
+    bytes: axum::body::Bytes,
+    file_name: Option<String>,
+    mime_type: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Webhook {
+    url: String,
+    secret_token: Option<String>,
+    last_error: Option<(i64, String)>,
+}
 
 #[derive(Default)]
 struct World {
     next_update_id: i64,
     next_message_id: i64,
-    /// Updates not yet confirmed by an offset.
+    next_file: u64,
+    /// Updates not yet confirmed (by an offset, or by a webhook's 2xx).
     pending: VecDeque<Value>,
-    /// Everything the bot sent, by chat.
-    sent: BTreeMap<i64, Vec<Value>>,
+    /// Update types the bot asked for (`allowed_updates`); empty means the default set.
+    allowed_updates: Vec<String>,
+    /// Every message in each chat, both directions, kept current (edits, deletions).
+    history: BTreeMap<i64, Vec<Value>>,
+    files: HashMap<String, StoredFile>,
+    /// Callback queries sent to the bot and whether they were answered.
+    callbacks: HashMap<String, bool>,
+    callback_answers: Vec<Value>,
+    actions: BTreeMap<i64, Vec<Value>>,
     commands: Value,
-    now: i64,
+    menu_button: Value,
+    webhook: Option<Webhook>,
+    /// Incremented by each getUpdates; a waiting poll that sees a newer one ends with 409.
+    poll_generation: u64,
+    limiter: limits::Limiter,
+    too_many_requests: u64,
+}
+
+impl World {
+    fn new_message_id(&mut self) -> i64 {
+        let id = self.next_message_id;
+        self.next_message_id += 1;
+        id
+    }
+
+    fn push_update(&mut self, kind: &str, payload: Value) -> Option<Value> {
+        let allowed = if self.allowed_updates.is_empty() {
+            // Telegram's default excludes a few kinds; messages and button presses are in.
+            true
+        } else {
+            self.allowed_updates.iter().any(|k| k == kind)
+        };
+        if !allowed {
+            return None;
+        }
+        let update_id = self.next_update_id;
+        self.next_update_id += 1;
+        let update = json!({ "update_id": update_id, kind: payload });
+        self.pending.push_back(update.clone());
+        Some(update)
+    }
+
+    fn store_file(&mut self, upload: &params::Upload, kind: &str) -> (String, StoredFile) {
+        self.next_file += 1;
+        let n = self.next_file;
+        let extension = upload
+            .file_name
+            .as_deref()
+            .and_then(|name| name.rsplit_once('.'))
+            .map(|(_, ext)| {
+                ext.chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .collect::<String>()
+            })
+            .filter(|ext| !ext.is_empty())
+            .map_or_else(String::new, |ext| format!(".{ext}"));
+        let file = StoredFile {
+            unique_id: format!("AgADemu{n}"),
+            path: format!("{kind}/file_{n}{extension}"),
+            bytes: upload.bytes.clone(),
+            file_name: upload.file_name.clone(),
+            mime_type: upload.content_type.clone(),
+        };
+        let file_id = format!("BQACAgIAAxk-emu-{n}-{}", file.unique_id);
+        self.files.insert(file_id.clone(), file.clone());
+        (file_id, file)
+    }
+
+    fn find_message(&mut self, chat_id: i64, message_id: i64) -> Option<&mut Value> {
+        self.history
+            .get_mut(&chat_id)?
+            .iter_mut()
+            .find(|m| m["message_id"] == message_id && m.get("deleted").is_none())
+    }
 }
 
 #[derive(Clone)]
 struct Emulator {
     bot: Arc<BotIdentity>,
     world: Arc<Mutex<World>>,
+    /// Woken whenever an update is queued (long polls and the webhook deliverer wait on it).
     arrived: Arc<Notify>,
+    http: reqwest::Client,
 }
 
-/// The emulator's HTTP surface: the Bot API and the control API.
-pub fn router(bot: BotIdentity) -> Router {
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The emulator's HTTP surface: the Bot API, file downloads, the control API and the chat page.
+/// Spawns the webhook deliverer on the current Tokio runtime.
+pub fn router(config: Config) -> Router {
     let emulator = Emulator {
-        bot: Arc::new(bot),
+        bot: Arc::new(config.bot),
         world: Arc::new(Mutex::new(World {
             next_update_id: 1,
             next_message_id: 1,
             commands: json!([]),
+            menu_button: json!({"type": "default"}),
+            limiter: limits::Limiter::new(config.limits),
             ..World::default()
         })),
         arrived: Arc::new(Notify::new()),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap_or_default(),
     };
+    tokio::spawn(webhook::deliver(emulator.clone()));
     Router::new()
-        .route("/{bot_token}/{method}", post(bot_method).get(bot_method))
-        .route("/control/users/{user_id}/messages", post(user_sends_text))
-        .route("/control/chats/{chat_id}/sent", get(sent_to_chat))
-        .route("/control/commands", get(registered_commands))
+        .route("/", get(control::page))
+        .route(
+            "/{bot_token}/{method}",
+            post(methods::bot_method).get(methods::bot_method),
+        )
+        .route("/file/{bot_token}/{*path}", get(methods::download))
+        .nest("/control", control::router())
+        .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES + 1024 * 1024))
         .with_state(emulator)
 }
 
-async fn bot_method(
-    State(emulator): State<Emulator>,
-    Path((bot_token, method)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let Some(token) = bot_token.strip_prefix("bot") else {
-        return api_error(StatusCode::NOT_FOUND, "Not Found");
-    };
-    // Telegram answers an unknown token with 401 before looking at the method.
-    if token != emulator.bot.token {
-        return api_error(StatusCode::UNAUTHORIZED, "Unauthorized");
-    }
-    let params = match parse_params(&headers, &body) {
-        Ok(params) => params,
-        Err(message) => return api_error(StatusCode::BAD_REQUEST, &message),
-    };
-    match method.to_ascii_lowercase().as_str() {
-        "getme" => ok(json!({
-            "id": emulator.bot.id,
-            "is_bot": true,
-            "first_name": emulator.bot.first_name,
-            "username": emulator.bot.username,
-            "can_join_groups": false,
-            "can_read_all_group_messages": false,
-            "supports_inline_queries": false,
-            "can_connect_to_business": false,
-            "has_main_web_app": false,
-            "has_topics_enabled": false,
-            "allows_users_to_create_topics": false,
-        })),
-        "deletewebhook" | "setchatmenubutton" => ok(json!(true)),
-        "getwebhookinfo" => {
-            let pending = emulator.world.lock().await.pending.len();
-            ok(
-                json!({ "url": "", "has_custom_certificate": false, "pending_update_count": pending }),
-            )
-        }
-        "setmycommands" => {
-            emulator.world.lock().await.commands =
-                params.get("commands").cloned().unwrap_or(json!([]));
-            ok(json!(true))
-        }
-        "getupdates" => get_updates(&emulator, &params).await,
-        "sendmessage" => send_message(&emulator, &params).await,
-        _ => api_error(StatusCode::NOT_FOUND, "Not Found: method not found"),
-    }
-}
-
-/// Bot API parameters arrive as JSON, a form, or a query string; all become one JSON object.
-fn parse_params(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, String> {
-    if body.is_empty() {
-        return Ok(Map::new());
-    }
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if content_type.starts_with("application/json") {
-        return match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(map)) => Ok(map),
-            _ => Err("Bad Request: invalid JSON body".into()),
-        };
-    }
-    Err(format!(
-        "Bad Request: unsupported content type {content_type:?}"
-    ))
-}
-
-async fn get_updates(emulator: &Emulator, params: &Map<String, Value>) -> Response {
-    let offset = params.get("offset").and_then(Value::as_i64).unwrap_or(0);
-    let limit = params
-        .get("limit")
-        .and_then(Value::as_u64)
-        .unwrap_or(100)
-        .clamp(1, 100) as usize;
-    let timeout = Duration::from_secs(params.get("timeout").and_then(Value::as_u64).unwrap_or(0))
-        .min(MAX_POLL);
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        // Register interest before looking, so an update arriving in between wakes us.
-        let notified = emulator.arrived.notified();
-        {
-            let mut world = emulator.world.lock().await;
-            // An offset confirms (forgets) every update below it.
-            while world
-                .pending
-                .front()
-                .and_then(|u| u["update_id"].as_i64())
-                .is_some_and(|id| id < offset)
-            {
-                world.pending.pop_front();
-            }
-            let ready: Vec<Value> = world.pending.iter().take(limit).cloned().collect();
-            if !ready.is_empty() || tokio::time::Instant::now() >= deadline {
-                return ok(Value::Array(ready));
-            }
-        }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
-            return ok(json!([]));
-        }
-    }
-}
-
-async fn send_message(emulator: &Emulator, params: &Map<String, Value>) -> Response {
-    let Some(chat_id) = params.get("chat_id").and_then(chat_id_of) else {
-        return api_error(StatusCode::BAD_REQUEST, "Bad Request: chat_id is empty");
-    };
-    let text = params.get("text").and_then(Value::as_str).unwrap_or("");
-    if text.trim().is_empty() {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            "Bad Request: message text is empty",
-        );
-    }
-    if text.chars().count() > MAX_TEXT_CHARS {
-        return api_error(StatusCode::BAD_REQUEST, "Bad Request: message is too long");
-    }
-    let mut world = emulator.world.lock().await;
-    let message_id = world.next_message_id;
-    world.next_message_id += 1;
-    world.now += 1;
-    let mut message = json!({
-        "message_id": message_id,
-        "date": world.now,
-        "chat": { "id": chat_id, "type": "private" },
-        "from": { "id": emulator.bot.id, "is_bot": true, "first_name": emulator.bot.first_name, "username": emulator.bot.username },
-        "text": text,
-    });
-    if let Some(markup) = params.get("reply_markup") {
-        message["reply_markup"] = markup.clone();
-    }
-    world.sent.entry(chat_id).or_default().push(message.clone());
-    ok(message)
-}
-
-fn chat_id_of(value: &Value) -> Option<i64> {
-    value
-        .as_i64()
-        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
-}
-
-#[derive(Deserialize)]
-struct UserText {
-    text: String,
-    #[serde(default)]
-    first_name: Option<String>,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    language_code: Option<String>,
-}
-
-/// A simulated user (in a private chat whose id equals the user id) sends a text message.
-async fn user_sends_text(
-    State(emulator): State<Emulator>,
-    Path(user_id): Path<i64>,
-    Json(input): Json<UserText>,
-) -> Response {
-    let mut world = emulator.world.lock().await;
-    let update_id = world.next_update_id;
-    world.next_update_id += 1;
-    let message_id = world.next_message_id;
-    world.next_message_id += 1;
-    world.now += 1;
-    let from = json!({
-        "id": user_id,
-        "is_bot": false,
-        "first_name": input.first_name.unwrap_or_else(|| format!("User {user_id}")),
-        "username": input.username,
-        "language_code": input.language_code.unwrap_or_else(|| "en".into()),
-    });
-    let mut message = json!({
-        "message_id": message_id,
-        "date": world.now,
-        "chat": { "id": user_id, "type": "private", "first_name": from["first_name"] },
-        "from": from,
-        "text": input.text,
-    });
-    if input.text.starts_with('/') {
-        let len = input
-            .text
-            .split_whitespace()
-            .next()
-            .map_or(0, |c| c.encode_utf16().count());
-        message["entities"] = json!([{ "type": "bot_command", "offset": 0, "length": len }]);
-    }
-    let update = json!({ "update_id": update_id, "message": message });
-    world.pending.push_back(update.clone());
-    drop(world);
-    emulator.arrived.notify_waiters();
-    (StatusCode::CREATED, Json(update)).into_response()
-}
-
-async fn sent_to_chat(State(emulator): State<Emulator>, Path(chat_id): Path<i64>) -> Response {
-    let world = emulator.world.lock().await;
-    Json(world.sent.get(&chat_id).cloned().unwrap_or_default()).into_response()
-}
-
-async fn registered_commands(State(emulator): State<Emulator>) -> Response {
-    Json(emulator.world.lock().await.commands.clone()).into_response()
-}
-
 fn ok(result: Value) -> Response {
-    Json(json!({ "ok": true, "result": result })).into_response()
+    axum::Json(json!({ "ok": true, "result": result })).into_response()
 }
 
 fn api_error(status: StatusCode, description: &str) -> Response {
     (
         status,
-        Json(json!({
+        axum::Json(json!({
             "ok": false,
             "error_code": status.as_u16(),
             "description": description,
+        })),
+    )
+        .into_response()
+}
+
+fn bad_request(description: &str) -> Response {
+    api_error(StatusCode::BAD_REQUEST, description)
+}
+
+fn too_many_requests(retry_after: u64) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        axum::Json(json!({
+            "ok": false,
+            "error_code": 429,
+            "description": format!("Too Many Requests: retry after {retry_after}"),
+            "parameters": { "retry_after": retry_after },
         })),
     )
         .into_response()
