@@ -43,6 +43,17 @@ else
 fi
 export DOSSIER_TELEGRAM_BOT_TOKEN="$TELEGRAM_BOT_TOKEN"
 
+# The bot's service identity: a random secret made once per machine, shared by the server
+# (which verifies the bot's signed calls) and the bot (which signs them).
+secret_file="$DOSSIER_CACHE/bot-service-secret"
+if [[ ! -s "$secret_file" ]]; then
+  (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$secret_file")
+fi
+export DOSSIER_BOT_SECRET="$(cat "$secret_file")"
+export DOSSIER_SERVICES__BOT__SECRET="$DOSSIER_BOT_SECRET"
+export DOSSIER_SERVICES__BOT__PERMISSIONS="[users:read, telegram:link, telegram:updates, documents:upload, documents:read, rag:query]"
+export DOSSIER_API_URL="http://$DOSSIER_LISTEN_ADDR"
+
 "$BIN_DIR/server" &
 children+=($!)
 
@@ -61,8 +72,7 @@ if [[ "$use_emulator" == yes ]]; then
     sleep 0.1
   done
   say "no TELEGRAM_BOT_TOKEN: the bot runs against the local Bot API emulator at http://$TGEMU_ADDR/"
-  say "  simulate a user: curl -X POST http://$TGEMU_ADDR/control/users/42/messages -H 'content-type: application/json' -d '{\"text\":\"/help\"}'"
-  say "  read the replies: curl http://$TGEMU_ADDR/control/chats/42/sent"
+  say "  chat with the bot in your browser: http://$TGEMU_ADDR/"
 fi
 "$BIN_DIR/bot" &
 children+=($!)

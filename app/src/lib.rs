@@ -6,6 +6,7 @@ pub mod client;
 pub mod error;
 pub mod pages;
 pub mod system;
+pub mod telegram;
 
 #[cfg(feature = "ssr")]
 pub mod config;

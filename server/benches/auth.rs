@@ -1,28 +1,13 @@
 //! `make bench`: prints latency figures (never asserts them; timing belongs here, not in
 //! tests). Runs against the real PostgreSQL named by DATABASE_URL.
 
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Instant;
+
+use common::{Scratch, report};
 
 const BOT_TOKEN: &str = "123456:bench-token";
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort_unstable();
-    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[index]
-}
-
-fn report(name: &str, mut samples: Vec<Duration>) {
-    let p50 = percentile(&mut samples, 0.50);
-    let p99 = percentile(&mut samples, 0.99);
-    let max = percentile(&mut samples, 1.0);
-    println!(
-        "{name:<48} n={:<6} p50={:>9.3?} p99={:>9.3?} max={:>9.3?}",
-        samples.len(),
-        p50,
-        p99,
-        max
-    );
-}
 
 fn init_data(now: i64) -> String {
     app::auth::init_data::sign(
@@ -63,24 +48,8 @@ async fn main() -> anyhow::Result<()> {
 
     // The whole Mini App sign-in as the server runs it: verify, upsert the Telegram user,
     // create the session, load the account — against a scratch database.
-    let base =
-        std::env::var("DATABASE_URL").map_err(|_| anyhow::anyhow!("DATABASE_URL is not set"))?;
-    let admin = sqlx::PgPool::connect(&base).await?;
-    let db_name = format!("dossier_bench_{}", std::process::id());
-    sqlx::query(&format!("CREATE DATABASE {db_name}"))
-        .execute(&admin)
-        .await?;
-    let url = format!(
-        "{}/{db_name}",
-        base.rsplit_once('/')
-            .map_or(base.as_str(), |(head, _)| head)
-    );
-    let mut settings = app::config::Settings {
-        database_url: url.into(),
-        nats_url: std::env::var("DOSSIER_TEST_NATS_URL")
-            .unwrap_or_else(|_| "nats://127.0.0.1:14222".into()),
-        ..app::config::Settings::default()
-    };
+    let scratch = Scratch::create("auth").await?;
+    let mut settings = scratch.settings();
     settings.telegram_bot_token = Some(BOT_TOKEN.to_owned().into());
     let state = server::build_state(settings).await?;
     let user_id = "00000000-0000-7000-8000-000000000001";
@@ -102,9 +71,6 @@ async fn main() -> anyhow::Result<()> {
         assert!(session.is_ok(), "{session:?}");
     }
     report("Mini App sign-in (verify + 1 round trip, real PG)", samples);
-    state.db.close().await;
-    sqlx::query(&format!("DROP DATABASE {db_name}"))
-        .execute(&admin)
-        .await?;
+    scratch.drop_db(state).await?;
     Ok(())
 }

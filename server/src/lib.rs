@@ -213,6 +213,7 @@ pub async fn sweep(db: &sqlx::PgPool) -> anyhow::Result<u64> {
         "DELETE FROM service_nonces WHERE expires_at < now()",
         "DELETE FROM webauthn_ceremonies WHERE expires_at < now()",
         "DELETE FROM rate_limits WHERE window_start < now() - interval '1 day'",
+        "DELETE FROM telegram_updates WHERE claimed_at < now() - interval '2 days'",
     ] {
         deleted += sqlx::query(statement)
             .execute(db)

@@ -69,4 +69,26 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn services_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "DOSSIER_SERVICES__BOT__SECRET",
+                "0123456789abcdef0123456789abcdef",
+            );
+            jail.set_env(
+                "DOSSIER_SERVICES__BOT__PERMISSIONS",
+                "[users:read, telegram:link, telegram:updates]",
+            );
+            let settings = load(None).map_err(|e| format!("{e:#}"))?;
+            let bot = settings.services.get("bot").ok_or("no bot service")?;
+            assert_eq!(
+                bot.permissions,
+                vec!["users:read", "telegram:link", "telegram:updates"]
+            );
+            assert!(!format!("{settings:?}").contains("0123456789abcdef"));
+            Ok(())
+        });
+    }
 }

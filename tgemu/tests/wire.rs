@@ -422,7 +422,8 @@ async fn webhooks_receive_updates_with_the_secret_and_are_retried() {
     let base = spawn().await;
     let http = reqwest::Client::new();
     // A webhook that fails the first delivery, then records what it gets.
-    let seen: Arc<Mutex<Vec<(Option<String>, Value)>>> = Arc::default();
+    type Seen = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+    let seen: Seen = Arc::default();
     let failures = Arc::new(Mutex::new(1));
     let app = {
         let seen = seen.clone();

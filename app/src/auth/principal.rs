@@ -24,6 +24,8 @@ pub enum Permission {
     DocumentsUpload,
     DocumentsRead,
     RagQuery,
+    /// The bot's own bookkeeping (claiming update ids).
+    TelegramUpdates,
 }
 
 impl Permission {
@@ -34,6 +36,7 @@ impl Permission {
             Self::DocumentsUpload => "documents:upload",
             Self::DocumentsRead => "documents:read",
             Self::RagQuery => "rag:query",
+            Self::TelegramUpdates => "telegram:updates",
         }
     }
 }

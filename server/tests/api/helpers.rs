@@ -36,6 +36,13 @@ pub async fn spawn_app(db: sqlx::PgPool) -> TestApp {
 }
 
 pub async fn spawn_app_with(db: sqlx::PgPool, settings: Settings) -> TestApp {
+    // Warnings from the server and the bot show up in a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .try_init();
     let nats = server::connect_nats(&settings.nats_url, "dossier-test")
         .await
         .expect("connect to the test NATS");

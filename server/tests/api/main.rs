@@ -2,6 +2,7 @@
 //! One binary with a module per area (fast to link, shared helpers).
 
 mod auth;
+mod bot;
 mod helpers;
 mod passkeys;
 mod system;

@@ -1,0 +1,117 @@
+//! The bot's way into Dossier: the same server functions the web uses, called over HTTP with
+//! every request signed (service, timestamp, nonce, method, path, acting user, body hash).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use app::auth::signing::{self, SignedParts};
+use app::error::ApiError;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: url::Url,
+    service: String,
+    secret: SecretString,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("base", &self.base.as_str())
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+fn nonce() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+impl Api {
+    pub fn new(base: url::Url, service: String, secret: SecretString) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(32)
+            .build()?;
+        Ok(Self {
+            http,
+            base,
+            service,
+            secret,
+        })
+    }
+
+    /// Calls the server function at `/api/<endpoint>` with a JSON body, acting for
+    /// `telegram_user` (or for nobody), and decodes its answer or its `ApiError`.
+    pub async fn call<I: Serialize, O: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        telegram_user: Option<i64>,
+        input: &I,
+    ) -> Result<O, ApiError> {
+        let path = format!("/api/{endpoint}");
+        let url = self.base.join(&path).map_err(|e| ApiError::Request {
+            message: e.to_string(),
+        })?;
+        let body = serde_json::to_vec(input).map_err(|e| ApiError::Request {
+            message: e.to_string(),
+        })?;
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+        let nonce = nonce();
+        let acting_user = telegram_user
+            .map(signing::acting_telegram_user)
+            .unwrap_or_default();
+        let signature = SignedParts {
+            service: &self.service,
+            timestamp,
+            nonce: &nonce,
+            method: "POST",
+            path_and_query: &path,
+            acting_user: &acting_user,
+            body: &body,
+        }
+        .sign(self.secret.expose_secret().as_bytes());
+        let mut request = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .header(signing::HEADER_SERVICE, &self.service)
+            .header(signing::HEADER_TIMESTAMP, timestamp.to_string())
+            .header(signing::HEADER_NONCE, &nonce)
+            .header(signing::HEADER_SIGNATURE, signature);
+        if !acting_user.is_empty() {
+            request = request.header(signing::HEADER_ACTING_USER, &acting_user);
+        }
+        let response = request.body(body).send().await.map_err(|error| {
+            tracing::warn!(endpoint, error = %error, "the Dossier API is unreachable");
+            ApiError::Unavailable
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|_| ApiError::Unavailable)?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| ApiError::Request {
+                message: format!("undecodable answer from {endpoint}: {e}"),
+            });
+        }
+        Err(
+            serde_json::from_slice::<ApiError>(&bytes).unwrap_or_else(|_| {
+                if status.is_server_error() {
+                    ApiError::Unavailable
+                } else {
+                    ApiError::Request {
+                        message: format!("{endpoint} answered {status}"),
+                    }
+                }
+            }),
+        )
+    }
+}

@@ -1,0 +1,135 @@
+//! The bot's configuration, read from the environment once at start-up.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use secrecy::{ExposeSecret, SecretString};
+
+/// The bot token, never printed.
+#[derive(Clone)]
+pub struct Token(SecretString);
+
+impl Token {
+    pub fn new(token: String) -> Self {
+        Self(SecretString::from(token))
+    }
+
+    pub fn expose(&self) -> String {
+        self.0.expose_secret().to_owned()
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(…)")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// Where this process listens for Telegram's POSTs.
+    pub listen: SocketAddr,
+    /// The public HTTPS URL Telegram posts to (ends in `/telegram/webhook`).
+    pub url: url::Url,
+    /// Sent by Telegram in `X-Telegram-Bot-Api-Secret-Token`; 1–256 of `A-Za-z0-9_-`.
+    pub secret: SecretString,
+}
+
+#[derive(Clone, Debug)]
+pub enum Mode {
+    Polling,
+    Webhook(WebhookConfig),
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub token: Token,
+    /// A Bot API server other than Telegram's (the emulator, or a local Bot API server).
+    pub bot_api_url: Option<url::Url>,
+    /// The Dossier server the bot calls.
+    pub api_url: url::Url,
+    /// The address people open (links and the Mini App).
+    pub public_url: url::Url,
+    pub service: String,
+    pub service_secret: SecretString,
+    pub mode: Mode,
+    pub per_chat_per_sec: u32,
+    pub overall_per_sec: u32,
+    pub poll_timeout: Duration,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn url_var(name: &str, default: &str) -> anyhow::Result<url::Url> {
+    let value = var(name).unwrap_or_else(|| default.to_owned());
+    url::Url::parse(&value).with_context(|| format!("{name} is not a URL: {value:?}"))
+}
+
+fn number(name: &str, default: u32) -> anyhow::Result<u32> {
+    match var(name) {
+        None => Ok(default),
+        Some(value) => value
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .with_context(|| format!("{name} must be a positive number")),
+    }
+}
+
+pub fn valid_webhook_secret(secret: &str) -> bool {
+    (1..=256).contains(&secret.len())
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let token = var("TELEGRAM_BOT_TOKEN").context("TELEGRAM_BOT_TOKEN is not set")?;
+        let service_secret = var("DOSSIER_BOT_SECRET")
+            .context("DOSSIER_BOT_SECRET (the bot's service secret) is not set")?;
+        if service_secret.len() < 32 {
+            bail!("DOSSIER_BOT_SECRET must be at least 32 characters");
+        }
+        let mode = match var("DOSSIER_BOT_MODE").as_deref().unwrap_or("polling") {
+            "polling" => Mode::Polling,
+            "webhook" => {
+                let secret = var("DOSSIER_BOT_WEBHOOK_SECRET")
+                    .context("webhook mode needs DOSSIER_BOT_WEBHOOK_SECRET")?;
+                if !valid_webhook_secret(&secret) {
+                    bail!("DOSSIER_BOT_WEBHOOK_SECRET must be 1-256 characters of A-Z a-z 0-9 _ -");
+                }
+                Mode::Webhook(WebhookConfig {
+                    listen: var("DOSSIER_BOT_WEBHOOK_LISTEN")
+                        .unwrap_or_else(|| "127.0.0.1:8443".into())
+                        .parse()
+                        .context("DOSSIER_BOT_WEBHOOK_LISTEN is not an address")?,
+                    url: url_var("DOSSIER_BOT_WEBHOOK_URL", "")
+                        .context("webhook mode needs DOSSIER_BOT_WEBHOOK_URL")?,
+                    secret: SecretString::from(secret),
+                })
+            }
+            other => bail!("DOSSIER_BOT_MODE must be polling or webhook, not {other:?}"),
+        };
+        Ok(Self {
+            token: Token::new(token),
+            bot_api_url: var("DOSSIER_BOT_API_URL")
+                .map(|v| url::Url::parse(&v).context("DOSSIER_BOT_API_URL is not a URL"))
+                .transpose()?,
+            api_url: url_var("DOSSIER_API_URL", "http://127.0.0.1:3000")?,
+            public_url: url_var("DOSSIER_PUBLIC_URL", "http://localhost:3000")?,
+            service: var("DOSSIER_BOT_SERVICE").unwrap_or_else(|| "bot".into()),
+            service_secret: SecretString::from(service_secret),
+            mode,
+            per_chat_per_sec: number("DOSSIER_BOT_PER_CHAT_PER_SEC", 1)?,
+            overall_per_sec: number("DOSSIER_BOT_OVERALL_PER_SEC", 30)?,
+            poll_timeout: Duration::from_secs(u64::from(number(
+                "DOSSIER_BOT_POLL_TIMEOUT_SECS",
+                25,
+            )?)),
+        })
+    }
+}

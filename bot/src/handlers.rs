@@ -1,0 +1,296 @@
+//! What the bot does with each update.
+
+use std::time::Instant;
+
+use app::error::ApiError;
+use app::telegram::{TelegramProfile, TelegramStatus};
+use serde_json::json;
+use teloxide::prelude::*;
+use teloxide::types::{
+    CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, ParseMode, UpdateKind,
+    User, WebAppInfo,
+};
+
+use crate::Ctx;
+use crate::i18n::{Lang, Text};
+
+/// The chat an update belongs to (its handling order is kept per chat).
+pub fn chat_of(update: &Update) -> i64 {
+    match &update.kind {
+        UpdateKind::Message(message) => message.chat.id.0,
+        UpdateKind::CallbackQuery(query) => i64::try_from(query.from.id.0).unwrap_or(0),
+        UpdateKind::Error(value) => value["message"]["chat"]["id"].as_i64().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Handles one update; failures are reported to the person and logged, never propagated.
+pub async fn handle(ctx: &Ctx, update: Update) {
+    let started = Instant::now();
+    let result = match update.kind {
+        UpdateKind::Message(message) => on_message(ctx, message).await,
+        UpdateKind::CallbackQuery(query) => on_callback(ctx, query).await,
+        UpdateKind::Error(value) => on_unparsed(ctx, &value).await,
+        _ => Ok(()),
+    };
+    if let Err(error) = result {
+        tracing::warn!(update_id = update.id.0, error = %error, "an update could not be handled");
+    }
+    ctx.stats.record(started.elapsed());
+}
+
+fn telegram_id(user: &User) -> i64 {
+    i64::try_from(user.id.0).unwrap_or(0)
+}
+
+async fn say(ctx: &Ctx, chat: ChatId, text: &Text, lang: Lang) -> anyhow::Result<Message> {
+    let request = ctx
+        .bot
+        .send_message(chat, text.render(lang))
+        .parse_mode(ParseMode::Html);
+    Ok(ctx.pacer.send(chat.0, request).await?)
+}
+
+async fn say_with(
+    ctx: &Ctx,
+    chat: ChatId,
+    text: &Text,
+    lang: Lang,
+    markup: InlineKeyboardMarkup,
+) -> anyhow::Result<Message> {
+    let request = ctx
+        .bot
+        .send_message(chat, text.render(lang))
+        .parse_mode(ParseMode::Html)
+        .reply_markup(markup);
+    Ok(ctx.pacer.send(chat.0, request).await?)
+}
+
+/// Tells the person about an API failure in words they can use, without internals.
+async fn say_error(ctx: &Ctx, chat: ChatId, lang: Lang, error: &ApiError) -> anyhow::Result<()> {
+    let text = match error {
+        ApiError::Unavailable | ApiError::RateLimited { .. } => Text::TryLater,
+        ApiError::Internal { incident } => Text::SomethingWrong {
+            incident: Some(incident.clone()),
+        },
+        ApiError::TelegramNotLinked => Text::LinkFirst {
+            account_url: account_url(ctx),
+        },
+        _ => Text::SomethingWrong { incident: None },
+    };
+    say(ctx, chat, &text, lang).await?;
+    Ok(())
+}
+
+fn account_url(ctx: &Ctx) -> String {
+    ctx.public_url
+        .join("/account")
+        .map_or_else(|_| ctx.public_url.to_string(), |u| u.to_string())
+}
+
+/// Records the person and their chat through the API and learns whether they are linked.
+async fn hello(ctx: &Ctx, user: &User, chat: ChatId) -> Result<TelegramStatus, ApiError> {
+    let profile = TelegramProfile {
+        chat_id: chat.0,
+        first_name: user.first_name.clone(),
+        last_name: user.last_name.clone(),
+        username: user.username.clone(),
+        language_code: user.language_code.clone(),
+    };
+    ctx.api
+        .call(
+            "telegram/hello",
+            Some(telegram_id(user)),
+            &json!({ "profile": profile }),
+        )
+        .await
+}
+
+/// `/command@bot payload` → (`command`, `payload`), or `None` for plain text.
+pub fn parse_command(text: &str) -> Option<(String, String)> {
+    let rest = text.strip_prefix('/')?;
+    let (head, payload) = rest
+        .split_once(char::is_whitespace)
+        .map_or((rest, ""), |(head, payload)| (head, payload.trim()));
+    let command = head.split('@').next().unwrap_or("").to_ascii_lowercase();
+    if command.is_empty() {
+        return None;
+    }
+    Some((command, payload.to_owned()))
+}
+
+fn web_app_button(ctx: &Ctx, text: &Text, lang: Lang, page: &str) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([[InlineKeyboardButton::web_app(
+        text.render(lang),
+        WebAppInfo {
+            url: ctx.mini_app_url(page),
+        },
+    )]])
+}
+
+async fn on_message(ctx: &Ctx, message: Message) -> anyhow::Result<()> {
+    let Some(user) = message.from.as_ref() else {
+        return Ok(());
+    };
+    if user.is_bot || !message.chat.is_private() {
+        return Ok(());
+    }
+    let lang = Lang::from_code(user.language_code.as_deref());
+    let chat = message.chat.id;
+    let status = match hello(ctx, user, chat).await {
+        Ok(status) => status,
+        Err(error) => return say_error(ctx, chat, lang, &error).await,
+    };
+    if let Some(text) = message.text() {
+        if let Some((command, payload)) = parse_command(text) {
+            return on_command(ctx, chat, user, lang, &status, &command, &payload).await;
+        }
+        if !status.linked {
+            say(
+                ctx,
+                chat,
+                &Text::LinkFirst {
+                    account_url: account_url(ctx),
+                },
+                lang,
+            )
+            .await?;
+            return Ok(());
+        }
+        say(ctx, chat, &Text::NotUnderstood, lang).await?;
+        return Ok(());
+    }
+    if message.document().is_some() || message.photo().is_some() {
+        if !status.linked {
+            say(
+                ctx,
+                chat,
+                &Text::LinkFirst {
+                    account_url: account_url(ctx),
+                },
+                lang,
+            )
+            .await?;
+            return Ok(());
+        }
+        say(ctx, chat, &Text::NotUnderstood, lang).await?;
+        return Ok(());
+    }
+    say(ctx, chat, &Text::Unsupported, lang).await?;
+    Ok(())
+}
+
+async fn on_command(
+    ctx: &Ctx,
+    chat: ChatId,
+    user: &User,
+    lang: Lang,
+    status: &TelegramStatus,
+    command: &str,
+    payload: &str,
+) -> anyhow::Result<()> {
+    match command {
+        "start" => {
+            if !payload.is_empty() {
+                tracing::info!("start with a payload");
+            }
+            let text = match &status.email {
+                Some(email) => Text::WelcomeBack {
+                    email: email.clone(),
+                },
+                None => Text::WelcomeNew {
+                    first_name: user.first_name.clone(),
+                    account_url: account_url(ctx),
+                },
+            };
+            say(ctx, chat, &text, lang).await?;
+        }
+        "help" => {
+            say(ctx, chat, &Text::Help, lang).await?;
+        }
+        "settings" => {
+            let button = web_app_button(ctx, &Text::SettingsButton, lang, "/app/settings");
+            say_with(ctx, chat, &Text::Settings, lang, button).await?;
+        }
+        "docs" => {
+            if !status.linked {
+                say(
+                    ctx,
+                    chat,
+                    &Text::LinkFirst {
+                        account_url: account_url(ctx),
+                    },
+                    lang,
+                )
+                .await?;
+                return Ok(());
+            }
+            let button = web_app_button(ctx, &Text::DocsButton, lang, "/app/documents");
+            say_with(ctx, chat, &Text::Docs, lang, button).await?;
+        }
+        other => {
+            say(
+                ctx,
+                chat,
+                &Text::UnknownCommand {
+                    command: format!("/{other}"),
+                },
+                lang,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A message teloxide could not parse (a kind newer than it knows, say): in a private chat the
+/// person still gets an answer.
+async fn on_unparsed(ctx: &Ctx, value: &serde_json::Value) -> anyhow::Result<()> {
+    let message = &value["message"];
+    let (Some(chat), Some("private")) = (
+        message["chat"]["id"].as_i64(),
+        message["chat"]["type"].as_str(),
+    ) else {
+        return Ok(());
+    };
+    if message["from"]["is_bot"].as_bool().unwrap_or(true) {
+        return Ok(());
+    }
+    let lang = Lang::from_code(message["from"]["language_code"].as_str());
+    say(ctx, ChatId(chat), &Text::Unsupported, lang).await?;
+    Ok(())
+}
+
+async fn on_callback(ctx: &Ctx, query: CallbackQuery) -> anyhow::Result<()> {
+    let lang = Lang::from_code(query.from.language_code.as_deref());
+    // No button the bot sends today carries data it acts on: anything arriving is stale or forged.
+    tracing::info!(
+        data_len = query.data.as_deref().map_or(0, str::len),
+        "unknown callback"
+    );
+    ctx.bot
+        .answer_callback_query(query.id)
+        .text(Text::ButtonExpired.render(lang))
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_parsed_with_bot_names_and_payloads() {
+        assert_eq!(
+            parse_command("/start"),
+            Some(("start".into(), String::new()))
+        );
+        assert_eq!(
+            parse_command("/start@dossier_bot  abc-123 "),
+            Some(("start".into(), "abc-123".into()))
+        );
+        assert_eq!(parse_command("/HELP"), Some(("help".into(), String::new())));
+        assert_eq!(parse_command("hello"), None);
+        assert_eq!(parse_command("/"), None);
+    }
+}

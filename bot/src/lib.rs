@@ -1,0 +1,152 @@
+//! The Dossier Telegram bot. It talks to the Bot API (Telegram's, or the emulator's) and to the
+//! Dossier server's API over signed calls; it has no database, object-store or vector driver.
+//!
+//! Updates arrive by long polling (default) or by webhook. Either way each update id is claimed
+//! through the API before it is handled, so a restarted bot never handles one twice, and
+//! updates of one chat are handled in order. Sending goes through `pacer::Pacer`, which keeps
+//! under Telegram's rates and, on a 429, waits `retry_after` and retries.
+
+pub mod api;
+pub mod config;
+pub mod handlers;
+pub mod i18n;
+pub mod pacer;
+pub mod polling;
+pub mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use teloxide::prelude::*;
+use teloxide::types::{BotCommand, MenuButton, WebAppInfo};
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Config, Mode};
+
+/// How long in-flight handlers may run after a shutdown request.
+pub const DRAIN: Duration = Duration::from_secs(2);
+
+/// What handlers need.
+pub struct Ctx {
+    pub bot: Bot,
+    pub pacer: pacer::Pacer,
+    pub api: api::Api,
+    pub public_url: url::Url,
+    pub stats: Stats,
+}
+
+/// Per-update handling times, for `make bench` (bounded; oldest dropped).
+#[derive(Default)]
+pub struct Stats {
+    samples: std::sync::Mutex<std::collections::VecDeque<Duration>>,
+}
+
+impl Stats {
+    const CAPACITY: usize = 100_000;
+
+    pub fn record(&self, took: Duration) {
+        if let Ok(mut samples) = self.samples.lock() {
+            if samples.len() == Self::CAPACITY {
+                samples.pop_front();
+            }
+            samples.push_back(took);
+        }
+    }
+
+    /// Takes the recorded samples.
+    pub fn drain(&self) -> Vec<Duration> {
+        self.samples
+            .lock()
+            .map(|mut samples| samples.drain(..).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Ctx {
+    pub fn mini_app_url(&self, page: &str) -> url::Url {
+        self.public_url
+            .join(page)
+            .unwrap_or_else(|_| self.public_url.clone())
+    }
+}
+
+fn commands(lang: i18n::Lang) -> Vec<BotCommand> {
+    use i18n::Lang::{En, Ru};
+    let describe = |en: &str, ru: &str| match lang {
+        En => en.to_owned(),
+        Ru => ru.to_owned(),
+    };
+    vec![
+        BotCommand::new(
+            "start",
+            describe("Start and link your account", "Начать и связать аккаунт"),
+        ),
+        BotCommand::new("docs", describe("Your documents", "Ваши документы")),
+        BotCommand::new(
+            "settings",
+            describe("Settings and notifications", "Настройки и уведомления"),
+        ),
+        BotCommand::new("help", describe("What this bot can do", "Что умеет бот")),
+    ]
+}
+
+/// Builds the Bot API client, its pacer (the configured rates) and the API client.
+pub fn context(config: &Config) -> anyhow::Result<(Bot, Arc<Ctx>)> {
+    let mut raw = Bot::new(config.token.expose());
+    if let Some(url) = &config.bot_api_url {
+        raw = raw.set_api_url(url.clone());
+    }
+    let api = api::Api::new(
+        config.api_url.clone(),
+        config.service.clone(),
+        config.service_secret.clone(),
+    )?;
+    Ok((
+        raw.clone(),
+        Arc::new(Ctx {
+            bot: raw,
+            pacer: pacer::Pacer::new(config.per_chat_per_sec, config.overall_per_sec),
+            api,
+            public_url: config.public_url.clone(),
+            stats: Stats::default(),
+        }),
+    ))
+}
+
+/// Registers the command menu (English by default, Russian for Russian-speaking users) and the
+/// menu button that opens the Mini App.
+pub async fn set_up(raw: &Bot, ctx: &Ctx) -> anyhow::Result<()> {
+    raw.set_my_commands(commands(i18n::Lang::En))
+        .await
+        .context("failed to register the command menu")?;
+    raw.set_my_commands(commands(i18n::Lang::Ru))
+        .language_code("ru")
+        .await
+        .context("failed to register the Russian command menu")?;
+    let menu = MenuButton::WebApp {
+        text: i18n::Text::MenuButton.render(i18n::Lang::En),
+        web_app: WebAppInfo {
+            url: ctx.mini_app_url("/app"),
+        },
+    };
+    // Telegram refuses a Mini App without HTTPS; the bot still works without the menu button.
+    if let Err(error) = raw.set_chat_menu_button().menu_button(menu).await {
+        tracing::warn!(%error, "the menu button (Mini App) could not be set; is public_url HTTPS?");
+    }
+    Ok(())
+}
+
+/// Runs the bot until `shutdown` is cancelled; in-flight handlers get `DRAIN` to finish.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<Arc<Ctx>> {
+    let (raw, ctx) = context(&config)?;
+    let me = raw.get_me().await.context("failed to reach the Bot API")?;
+    tracing::info!(username = %me.username(), mode = ?config.mode, "bot started");
+    set_up(&raw, &ctx).await?;
+    match &config.mode {
+        Mode::Polling => polling::run(raw, ctx.clone(), config.poll_timeout, shutdown).await?,
+        Mode::Webhook(hook) => webhook::run(raw, ctx.clone(), hook.clone(), shutdown).await?,
+    }
+    tracing::info!("bot stopped");
+    Ok(ctx)
+}
