@@ -36,6 +36,15 @@ pub struct WebhookConfig {
     pub secret: SecretString,
 }
 
+/// NATS, for the poller lease among replicas (and, later, notifications).
+#[derive(Clone, Debug)]
+pub struct Nats {
+    pub url: String,
+    /// The environment name; prefixes the bucket.
+    pub env: String,
+    pub lease_ttl: Duration,
+}
+
 #[derive(Clone, Debug)]
 pub enum Mode {
     Polling,
@@ -57,6 +66,8 @@ pub struct Config {
     pub per_chat_per_sec: u32,
     pub overall_per_sec: u32,
     pub poll_timeout: Duration,
+    /// Without NATS the bot polls alone (one replica).
+    pub nats: Option<Nats>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -130,6 +141,11 @@ impl Config {
                 "DOSSIER_BOT_POLL_TIMEOUT_SECS",
                 25,
             )?)),
+            nats: var("DOSSIER_NATS_URL").map(|url| Nats {
+                url,
+                env: var("DOSSIER_ENV").unwrap_or_else(|| "dev".into()),
+                lease_ttl: Duration::from_secs(10),
+            }),
         })
     }
 }

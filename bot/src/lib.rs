@@ -10,6 +10,7 @@ pub mod api;
 pub mod config;
 pub mod handlers;
 pub mod i18n;
+pub mod lease;
 pub mod pacer;
 pub mod polling;
 pub mod webhook;
@@ -144,7 +145,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tracing::info!(username = %me.username(), mode = ?config.mode, "bot started");
     set_up(&raw, &ctx).await?;
     match &config.mode {
-        Mode::Polling => polling::run(raw, ctx.clone(), config.poll_timeout, shutdown).await?,
+        Mode::Polling => {
+            let lease = match &config.nats {
+                Some(nats) => {
+                    Some(lease::Lease::connect(&nats.url, &nats.env, nats.lease_ttl).await?)
+                }
+                None => None,
+            };
+            polling::run_with_lease(raw, ctx.clone(), config.poll_timeout, shutdown, lease).await?;
+        }
         Mode::Webhook(hook) => webhook::run(raw, ctx.clone(), hook.clone(), shutdown).await?,
     }
     tracing::info!("bot stopped");

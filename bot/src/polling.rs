@@ -151,3 +151,38 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// Polls while this replica holds `lease` (always, without one); stands by otherwise.
+pub async fn run_with_lease(
+    raw: Bot,
+    ctx: Arc<Ctx>,
+    timeout: Duration,
+    shutdown: CancellationToken,
+    lease: Option<crate::lease::Lease>,
+) -> anyhow::Result<()> {
+    let Some(lease) = lease else {
+        return run(raw, ctx, timeout, shutdown).await;
+    };
+    loop {
+        let Some(revision) = lease.acquire(&shutdown).await else {
+            return Ok(());
+        };
+        tracing::info!("this replica now polls Telegram");
+        let scope = shutdown.child_token();
+        let release = CancellationToken::new();
+        let holder = tokio::spawn({
+            let lease = lease.clone();
+            let release = release.clone();
+            let scope = scope.clone();
+            async move { lease.hold(revision, release, scope).await }
+        });
+        let polled = run(raw.clone(), ctx.clone(), timeout, scope).await;
+        // Released only after the last batch was confirmed, so a standby starts after it.
+        release.cancel();
+        let _ = holder.await;
+        polled?;
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+    }
+}

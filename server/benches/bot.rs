@@ -81,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         per_chat_per_sec: 1_000_000,
         overall_per_sec: 1_000_000,
         poll_timeout: Duration::from_secs(5),
+        nats: None,
     };
     let shutdown = CancellationToken::new();
     let (raw, ctx) = bot::context(&bot_config)?;

@@ -366,6 +366,7 @@ async fn stats(State(emulator): State<Emulator>) -> Response {
         "pending_updates": world.pending.len(),
         "next_update_id": world.next_update_id,
         "polls": world.poll_generation,
+        "conflicts": world.conflicts,
     }))
     .into_response()
 }

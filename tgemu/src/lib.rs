@@ -104,6 +104,8 @@ struct World {
     poll_generation: u64,
     limiter: limits::Limiter,
     too_many_requests: u64,
+    /// getUpdates calls ended with 409 because another poller came along.
+    conflicts: u64,
 }
 
 impl World {

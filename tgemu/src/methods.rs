@@ -152,6 +152,7 @@ async fn get_updates(emulator: &Emulator, params: &Params) -> Response {
         {
             let mut world = emulator.world.lock().await;
             if world.poll_generation != generation {
+                world.conflicts += 1;
                 return api_error(
                     StatusCode::CONFLICT,
                     "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",

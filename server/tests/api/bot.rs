@@ -145,6 +145,7 @@ fn bot_config(emulator: &Emulator, api_url: &str, limits: (u32, u32)) -> bot::Co
         per_chat_per_sec: limits.0,
         overall_per_sec: limits.1,
         poll_timeout: Duration::from_secs(5),
+        nats: None,
     }
 }
 
@@ -418,4 +419,61 @@ async fn webhook_mode_answers_updates_and_refuses_a_wrong_secret(db: sqlx::PgPoo
     }
     assert_eq!(emulator.sent(602).await.len(), 1);
     running.stop().await;
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn two_replicas_elect_one_poller_and_the_standby_takes_over(db: sqlx::PgPool) {
+    let (app, api_url) = serve_app(db).await;
+    let emulator = Emulator::start(tgemu::Limits {
+        per_chat_per_sec: 20,
+        overall_per_sec: 200,
+        ..tgemu::Limits::default()
+    })
+    .await;
+    let with_lease = || {
+        let mut config = bot_config(&emulator, &api_url, (20, 200));
+        config.nats = Some(bot::config::Nats {
+            url: nats_url(),
+            env: app.state.settings.env.clone(),
+            lease_ttl: Duration::from_secs(2),
+        });
+        config
+    };
+    // The first replica takes the lease (it is alone), then a second one stands by.
+    let first = RunningBot::start(with_lease());
+    for n in 0..20 {
+        emulator.say(1100 + n % 20, &format!("/p{n}"), "en").await;
+    }
+    for chat in 1100..1120 {
+        emulator.wait_for(chat, 1).await;
+    }
+    let second = RunningBot::start(with_lease());
+    for n in 20..40 {
+        emulator.say(1100 + n % 20, &format!("/p{n}"), "en").await;
+    }
+    for chat in 1100..1120 {
+        emulator.wait_for(chat, 2).await;
+    }
+    let stats = emulator.get("/control/stats").await;
+    assert_eq!(stats["conflicts"], 0, "the standby never called getUpdates");
+
+    // The poller stops cleanly; the standby takes over at once.
+    first.stop().await;
+    for n in 40..60 {
+        emulator.say(1100 + n % 20, &format!("/p{n}"), "en").await;
+    }
+    for chat in 1100..1120 {
+        let got: Vec<String> = emulator
+            .wait_for(chat, 3)
+            .await
+            .iter()
+            .map(|m| text(m).to_owned())
+            .collect();
+        let expected: Vec<String> = (0..60)
+            .filter(|n| 1100 + n % 20 == chat)
+            .map(|n| format!("I don't know the command /p{n}. Try /help."))
+            .collect();
+        assert_eq!(got, expected, "chat {chat}");
+    }
+    second.stop().await;
 }
