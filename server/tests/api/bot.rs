@@ -477,3 +477,30 @@ async fn two_replicas_elect_one_poller_and_the_standby_takes_over(db: sqlx::PgPo
     }
     second.stop().await;
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_429_makes_the_bot_wait_retry_after_and_send_again(db: sqlx::PgPool) {
+    let (_app, api_url) = serve_app(db).await;
+    // Telegram allows one message a second in this chat; the bot is misconfigured to send ten.
+    let emulator = Emulator::start(tgemu::Limits::default()).await;
+    let running = RunningBot::start(bot_config(&emulator, &api_url, (10, 30)));
+    for n in 0..3 {
+        emulator.say(1300, &format!("/q{n}"), "en").await;
+    }
+    let got: Vec<String> = emulator
+        .wait_for(1300, 3)
+        .await
+        .iter()
+        .map(|m| text(m).to_owned())
+        .collect();
+    let expected: Vec<String> = (0..3)
+        .map(|n| format!("I don't know the command /q{n}. Try /help."))
+        .collect();
+    assert_eq!(got, expected, "nothing lost, order kept");
+    let stats = emulator.get("/control/stats").await;
+    assert!(
+        stats["too_many_requests"].as_u64().unwrap_or(0) >= 1,
+        "the emulator did push back: {stats}"
+    );
+    running.stop().await;
+}
