@@ -48,6 +48,12 @@ pub enum ApiError {
     /// The Telegram user is valid but not linked to any account.
     #[error("this Telegram account is not linked to a Dossier account")]
     TelegramNotLinked,
+    /// A Telegram link token that is unknown or older than its 5 minutes.
+    #[error("this link has expired; create a new one on the settings page")]
+    LinkExpired,
+    /// A Telegram link token that was already used (tokens work once).
+    #[error("this link was already used; create a new one on the settings page")]
+    LinkUsed,
     /// A dependency (database, NATS, storage) is down; retrying later may work.
     #[error("the service is busy or a dependency is down, try again shortly")]
     Unavailable,
@@ -89,6 +95,8 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limited",
             Self::CsrfRejected => "csrf_rejected",
             Self::TelegramNotLinked => "telegram_not_linked",
+            Self::LinkExpired => "link_expired",
+            Self::LinkUsed => "link_used",
             Self::Unavailable => "unavailable",
             Self::Internal { .. } => "internal",
             Self::Request { .. } => "request",
@@ -102,6 +110,7 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Validation { .. } | Self::Request { .. } => StatusCode::BAD_REQUEST,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::LinkExpired | Self::LinkUsed => StatusCode::GONE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,

@@ -22,6 +22,7 @@ use leptos_router::components::{A, Route, Router, Routes};
 
 use crate::pages::auth::{AccountPage, SignInPage, SignUpPage, UserNav, provide_user_resource};
 use crate::pages::home::HomePage;
+use crate::pages::settings::SettingsPage;
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -64,6 +65,7 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("signup") view=SignUpPage />
                     <Route path=StaticSegment("signin") view=SignInPage />
                     <Route path=StaticSegment("account") view=AccountPage />
+                    <Route path=StaticSegment("settings") view=SettingsPage />
                 </Routes>
             </main>
         </Router>

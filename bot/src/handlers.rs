@@ -84,7 +84,7 @@ async fn say_error(ctx: &Ctx, chat: ChatId, lang: Lang, error: &ApiError) -> any
 
 fn account_url(ctx: &Ctx) -> String {
     ctx.public_url
-        .join("/account")
+        .join("/settings")
         .map_or_else(|_| ctx.public_url.to_string(), |u| u.to_string())
 }
 
@@ -190,10 +190,37 @@ async fn on_command(
     payload: &str,
 ) -> anyhow::Result<()> {
     match command {
-        "start" => {
-            if !payload.is_empty() {
-                tracing::info!("start with a payload");
+        "start" if !payload.is_empty() => {
+            let linked: Result<String, ApiError> = ctx
+                .api
+                .call(
+                    "telegram/link",
+                    Some(telegram_id(user)),
+                    &json!({ "token": payload }),
+                )
+                .await;
+            let text = match linked {
+                Ok(email) => Text::Linked { email },
+                Err(ApiError::LinkExpired) => Text::LinkExpired,
+                Err(ApiError::LinkUsed) => Text::LinkUsed,
+                Err(ApiError::Conflict { .. }) => Text::LinkConflict,
+                Err(error) => return say_error(ctx, chat, lang, &error).await,
+            };
+            say(ctx, chat, &text, lang).await?;
+        }
+        "unlink" => {
+            let unlinked: Result<bool, ApiError> = ctx
+                .api
+                .call("telegram/unlink", Some(telegram_id(user)), &json!({}))
+                .await;
+            match unlinked {
+                Ok(_) => {
+                    say(ctx, chat, &Text::Unlinked, lang).await?;
+                }
+                Err(error) => return say_error(ctx, chat, lang, &error).await,
             }
+        }
+        "start" => {
             let text = match &status.email {
                 Some(email) => Text::WelcomeBack {
                     email: email.clone(),

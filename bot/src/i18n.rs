@@ -76,6 +76,15 @@ pub enum Text {
         incident: Option<String>,
     },
     MenuButton,
+    /// `/start <token>` linked the chat.
+    Linked {
+        email: String,
+    },
+    LinkExpired,
+    LinkUsed,
+    /// The chat or the account is linked elsewhere.
+    LinkConflict,
+    Unlinked,
 }
 
 impl Text {
@@ -100,8 +109,8 @@ impl Text {
                 "С возвращением! Этот чат связан с <b>{}</b>.\nПрисылайте документы и фото или задайте вопрос.",
                 escape(email)
             ),
-            (Self::Help, En) => "<b>Dossier</b> keeps your papers.\n\n• Send a document or a photo: I file it, read it and tell you when it is processed.\n• Ask a question in plain words: I answer from your documents and show the sources.\n\n/docs — your documents\n/settings — settings and notifications\n/help — this message".into(),
-            (Self::Help, Ru) => "<b>Dossier</b> хранит ваши бумаги.\n\n• Пришлите документ или фото: я сохраню его, прочитаю и сообщу, когда он обработан.\n• Задайте вопрос обычными словами: я отвечу по вашим документам и покажу источники.\n\n/docs — ваши документы\n/settings — настройки и уведомления\n/help — эта справка".into(),
+            (Self::Help, En) => "<b>Dossier</b> keeps your papers.\n\n• Send a document or a photo: I file it, read it and tell you when it is processed.\n• Ask a question in plain words: I answer from your documents and show the sources.\n\n/docs — your documents\n/settings — settings and notifications\n/unlink — unlink this chat\n/help — this message".into(),
+            (Self::Help, Ru) => "<b>Dossier</b> хранит ваши бумаги.\n\n• Пришлите документ или фото: я сохраню его, прочитаю и сообщу, когда он обработан.\n• Задайте вопрос обычными словами: я отвечу по вашим документам и покажу источники.\n\n/docs — ваши документы\n/settings — настройки и уведомления\n/unlink — отвязать этот чат\n/help — эта справка".into(),
             (Self::Settings, En) => "Settings, notifications and passkeys are in the Dossier app:".into(),
             (Self::Settings, Ru) => "Настройки, уведомления и ключи доступа — в приложении Dossier:".into(),
             (Self::SettingsButton, En) => "Open settings".into(),
@@ -146,6 +155,22 @@ impl Text {
             (Self::SomethingWrong { incident: None }, Ru) => "У нас что-то пошло не так. Попробуйте ещё раз.".into(),
             (Self::MenuButton, En) => "Dossier".into(),
             (Self::MenuButton, Ru) => "Dossier".into(),
+            (Self::Linked { email }, En) => format!(
+                "✅ Account linked: <b>{}</b>.\nSend me documents or photos, or ask a question.",
+                escape(email)
+            ),
+            (Self::Linked { email }, Ru) => format!(
+                "✅ Аккаунт связан: <b>{}</b>.\nПрисылайте документы и фото или задайте вопрос.",
+                escape(email)
+            ),
+            (Self::LinkExpired, En) => "This link has expired or is not valid. Create a new one on the settings page and open it within 5 minutes.".into(),
+            (Self::LinkExpired, Ru) => "Ссылка устарела или недействительна. Создайте новую на странице настроек и откройте её в течение 5 минут.".into(),
+            (Self::LinkUsed, En) => "This link was already used. Each link works once; create a new one on the settings page.".into(),
+            (Self::LinkUsed, Ru) => "Эта ссылка уже использована. Каждая ссылка работает один раз; создайте новую на странице настроек.".into(),
+            (Self::LinkConflict, En) => "This chat or that Dossier account is already linked elsewhere. Send /unlink here, or unlink on the settings page, then try again.".into(),
+            (Self::LinkConflict, Ru) => "Этот чат или этот аккаунт Dossier уже связан с другим. Отправьте /unlink здесь или отвяжите на странице настроек и попробуйте снова.".into(),
+            (Self::Unlinked, En) => "This chat is no longer linked to your Dossier account.".into(),
+            (Self::Unlinked, Ru) => "Этот чат больше не связан с вашим аккаунтом Dossier.".into(),
         }
     }
 }

@@ -89,6 +89,13 @@ fn commands(lang: i18n::Lang) -> Vec<BotCommand> {
             describe("Settings and notifications", "Настройки и уведомления"),
         ),
         BotCommand::new("help", describe("What this bot can do", "Что умеет бот")),
+        BotCommand::new(
+            "unlink",
+            describe(
+                "Unlink this chat from your account",
+                "Отвязать этот чат от аккаунта",
+            ),
+        ),
     ]
 }
 

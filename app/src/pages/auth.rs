@@ -119,6 +119,9 @@ pub fn AccountPage() -> impl IntoView {
                                 <section class="card">
                                     <h1>"Your account"</h1>
                                     <p>"Signed in as " <strong>{me.email.clone()}</strong></p>
+                                    <p>
+                                        <a href="/settings">"Settings: link Telegram"</a>
+                                    </p>
                                     <Passkeys />
                                     <button
                                         type="button"

@@ -1,3 +1,4 @@
 pub mod auth;
 pub mod home;
 pub mod passkeys;
+pub mod settings;

@@ -2,6 +2,7 @@
 //! them and their chat), and claiming update ids so a restarted bot handles none twice.
 //! Only signed services call these.
 
+pub mod link;
 #[cfg(feature = "ssr")]
 pub mod service;
 

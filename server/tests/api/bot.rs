@@ -12,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 use crate::helpers::*;
 
 const TOKEN: &str = "123456:emulator-token";
-const BOT_SECRET: &str = "bot-test-secret-bot-test-secret-0123456789";
+pub const BOT_SECRET: &str = "bot-test-secret-bot-test-secret-0123456789";
 
 /// The server, listening on a real port (the bot reaches it over HTTP).
-async fn serve_app(db: sqlx::PgPool) -> (TestApp, String) {
+pub async fn serve_app(db: sqlx::PgPool) -> (TestApp, String) {
     let mut settings = test_settings();
     settings.telegram_bot_token = Some(SecretString::from(TOKEN));
     settings.services.insert(
@@ -188,7 +188,7 @@ async fn commands_menus_and_odd_messages_get_the_right_replies(db: sqlx::PgPool)
             .get("/control/commands")
             .await
             .as_array()
-            .is_some_and(|c| c.len() == 4)
+            .is_some_and(|c| c.len() == 5)
     })
     .await;
     let menu = emulator.get("/control/menu-button").await;
@@ -202,7 +202,7 @@ async fn commands_menus_and_odd_messages_get_the_right_replies(db: sqlx::PgPool)
         "{}",
         text(&sent[0])
     );
-    assert!(text(&sent[0]).contains("http://localhost:3000/account"));
+    assert!(text(&sent[0]).contains("http://localhost:3000/settings"));
     // The bot recorded the person and their chat through the API.
     let (chat_id, language): (Option<i64>, Option<String>) = sqlx::query_as(
         "SELECT chat_id, language_code FROM telegram_accounts WHERE telegram_user_id = 501",

@@ -4,5 +4,6 @@
 mod auth;
 mod bot;
 mod helpers;
+mod link;
 mod passkeys;
 mod system;

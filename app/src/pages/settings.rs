@@ -1,0 +1,171 @@
+//! The settings page: linking Telegram (deep link with QR code and countdown; the page
+//! notices the link by itself) and unlinking.
+
+use leptos::prelude::*;
+
+use crate::pages::auth::{error_view, use_user};
+use crate::telegram::link::{CreateLinkToken, LinkToken, UnlinkTelegram, link_status};
+
+#[component]
+pub fn SettingsPage() -> impl IntoView {
+    let user = use_user();
+    view! {
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || {
+                user.0
+                    .get()
+                    .map(|result| match result {
+                        Ok(Some(_)) => view! { <TelegramSettings /> }.into_any(),
+                        Ok(None) => {
+                            view! {
+                                <section class="card">
+                                    <h1>"Settings"</h1>
+                                    <p>"Please " <a href="/signin">"sign in"</a> " first."</p>
+                                </section>
+                            }
+                                .into_any()
+                        }
+                        Err(error) => error_view(error).into_any(),
+                    })
+            }}
+        </Transition>
+    }
+}
+
+#[component]
+fn TelegramSettings() -> impl IntoView {
+    let create = ServerAction::<CreateLinkToken>::new();
+    let unlink = ServerAction::<UnlinkTelegram>::new();
+    let status = Resource::new(move || unlink.version().get(), |_| link_status());
+    // The token on screen, and the seconds it has left.
+    let shown: RwSignal<Option<LinkToken>> = RwSignal::new(None);
+    let left = RwSignal::new(0u64);
+    Effect::new(move |_| {
+        if let Some(Ok(token)) = create.value().get() {
+            left.set(token.expires_in_secs);
+            shown.set(Some(token));
+        }
+    });
+    // While a link is on screen: count down, and ask every 2 s whether it was used.
+    #[cfg(feature = "hydrate")]
+    {
+        use std::time::Duration;
+        let tick = set_interval_with_handle(
+            move || {
+                if shown.get_untracked().is_none() {
+                    return;
+                }
+                let now = left.get_untracked().saturating_sub(1);
+                left.set(now);
+                if now % 2 == 0 {
+                    status.refetch();
+                }
+            },
+            Duration::from_secs(1),
+        );
+        if let Ok(handle) = tick {
+            on_cleanup(move || handle.clear());
+        }
+    }
+    let linked = move || status.get().and_then(Result::ok).filter(|s| s.linked);
+    Effect::new(move |_| {
+        if linked().is_some() {
+            shown.set(None);
+        }
+    });
+
+    view! {
+        <section class="card" aria-labelledby="telegram-heading">
+            <h1>"Settings"</h1>
+            <h2 id="telegram-heading">"Telegram"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Checking…"</p> }>
+                {move || {
+                    status
+                        .get()
+                        .map(|result| match result {
+                            Ok(s) if s.linked => {
+                                let name = match (&s.first_name, &s.username) {
+                                    (Some(first), Some(user)) => format!("{first} (@{user})"),
+                                    (Some(first), None) => first.clone(),
+                                    (None, Some(user)) => format!("@{user}"),
+                                    (None, None) => "your Telegram account".to_owned(),
+                                };
+                                view! {
+                                    <p class="ok" role="status">
+                                        "Telegram connected: " <strong>{name}</strong>
+                                    </p>
+                                    <button
+                                        type="button"
+                                        class="secondary"
+                                        on:click=move |_| {
+                                            unlink.dispatch(UnlinkTelegram {});
+                                        }
+                                    >
+                                        "Unlink Telegram"
+                                    </button>
+                                }
+                                    .into_any()
+                            }
+                            Ok(_) => {
+                                view! {
+                                    <p>
+                                        "Link Telegram to send documents to the bot and ask questions in chat."
+                                    </p>
+                                    <button
+                                        type="button"
+                                        disabled=move || create.pending().get()
+                                        on:click=move |_| {
+                                            create.dispatch(CreateLinkToken {});
+                                        }
+                                    >
+                                        {move || {
+                                            if shown.get().is_some() {
+                                                "New link"
+                                            } else {
+                                                "Link Telegram"
+                                            }
+                                        }}
+                                    </button>
+                                }
+                                    .into_any()
+                            }
+                            Err(error) => error_view(error).into_any(),
+                        })
+                }}
+            </Transition>
+            {move || create.value().get().and_then(Result::err).map(error_view)}
+            {move || unlink.value().get().and_then(Result::err).map(error_view)}
+            {move || {
+                shown
+                    .get()
+                    .map(|token| {
+                        let expired = move || left.get() == 0;
+                        view! {
+                            <div class="link-token">
+                                <p>
+                                    "Open this link on the device where you use Telegram, and press "
+                                    <strong>"Start"</strong> ":"
+                                </p>
+                                <p>
+                                    <a href=token.url.clone() data-testid="deep-link" target="_blank" rel="noopener">
+                                        {token.url.clone()}
+                                    </a>
+                                </p>
+                                <div class="qr" inner_html=token.qr_svg.clone() aria-label="QR code of the link"></div>
+                                <p class="muted" role="timer" aria-live="off">
+                                    {move || {
+                                        if expired() {
+                                            "This link has expired. Create a new one.".to_owned()
+                                        } else {
+                                            let s = left.get();
+                                            format!("Valid for {}:{:02}", s / 60, s % 60)
+                                        }
+                                    }}
+                                </p>
+                            </div>
+                        }
+                    })
+            }}
+        </section>
+    }
+}

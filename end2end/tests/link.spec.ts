@@ -1,0 +1,64 @@
+import { test, expect, waitForHydration } from "./fixtures";
+import type { APIRequestContext, Page } from "@playwright/test";
+
+// Linking Telegram through the deep link, with the emulator playing the person's Telegram.
+const emulator = process.env.EMULATOR_URL ?? "http://127.0.0.1:3181";
+
+async function signUp(page: Page) {
+  const email = `link-${Date.now()}-${Math.floor(Math.random() * 1e6)}@example.org`;
+  await page.goto("/signup");
+  await waitForHydration(page);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill("correct horse battery");
+  await page.getByRole("button", { name: "Create account" }).click();
+  await expect(page).toHaveURL(/\/account$/);
+  return email;
+}
+
+async function telegramSays(request: APIRequestContext, user: number, text: string) {
+  const response = await request.post(`${emulator}/control/users/${user}/messages`, {
+    data: { text, first_name: "Tanya", username: `tanya${user}`, language_code: "en" },
+  });
+  expect(response.ok()).toBe(true);
+}
+
+async function lastReply(request: APIRequestContext, chat: number, count: number): Promise<string> {
+  let sent: { text?: string }[] = [];
+  await expect
+    .poll(async () => {
+      sent = await (await request.get(`${emulator}/control/chats/${chat}/sent`)).json();
+      return sent.length;
+    })
+    .toBeGreaterThanOrEqual(count);
+  return sent[count - 1].text ?? "";
+}
+
+test("link Telegram with the deep link, see it connected, reuse fails, unlink", async ({ page, request }) => {
+  const email = await signUp(page);
+  await page.goto("/settings");
+  await waitForHydration(page);
+  await page.getByRole("button", { name: "Link Telegram" }).click();
+  const link = page.getByTestId("deep-link");
+  await expect(link).toHaveText(/^https:\/\/t\.me\/dossier_dev_bot\?start=[A-Za-z0-9_-]{43}$/);
+  await expect(page.getByRole("timer")).toHaveText(/Valid for [45]:\d\d/);
+  await expect(page.getByLabel("QR code of the link").locator("svg")).toBeVisible();
+  const token = new URL((await link.textContent()) ?? "").searchParams.get("start");
+
+  const user = 800000 + Math.floor(Math.random() * 100000);
+  await telegramSays(request, user, `/start ${token}`);
+  expect(await lastReply(request, user, 1)).toContain(`Account linked: ${email}`);
+  // The page notices by itself (it asks every 2 s).
+  await expect(page.getByRole("status")).toHaveText(`Telegram connected: Tanya (@tanya${user})`);
+
+  // The same link a second time, from another Telegram user: refused, clearly.
+  await telegramSays(request, user + 1, `/start ${token}`);
+  expect(await lastReply(request, user + 1, 1)).toContain("already used");
+  // A link that never existed (or expired).
+  await telegramSays(request, user + 2, `/start ${"x".repeat(43)}`);
+  expect(await lastReply(request, user + 2, 1)).toContain("expired");
+
+  await page.getByRole("button", { name: "Unlink Telegram" }).click();
+  await expect(page.getByRole("button", { name: "Link Telegram" })).toBeVisible();
+  await telegramSays(request, user, "/docs");
+  expect(await lastReply(request, user, 2)).toContain("not linked");
+});

@@ -1,0 +1,208 @@
+//! Linking Telegram with a deep-link token: issued on the web, consumed once by the bot.
+
+use app::error::ApiError;
+use secrecy::SecretString;
+use serde_json::json;
+
+use crate::bot::{BOT_SECRET, serve_app};
+use crate::helpers::*;
+
+fn bot_api(api_url: &str) -> bot::api::Api {
+    bot::api::Api::new(
+        url::Url::parse(api_url).expect("url"),
+        "bot".into(),
+        SecretString::from(BOT_SECRET),
+    )
+    .expect("client")
+}
+
+async fn new_token(app: &TestApp, cookie: &str) -> String {
+    let reply = call(
+        app,
+        "/api/telegram/link-token",
+        "",
+        &[("origin", ORIGIN), ("cookie", cookie)],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let token = reply.json()["token"].as_str().expect("token").to_owned();
+    assert_eq!(token.len(), 43);
+    assert!(
+        reply.json()["url"]
+            .as_str()
+            .expect("url")
+            .ends_with(&format!("?start={token}"))
+    );
+    assert!(
+        reply.json()["qr_svg"]
+            .as_str()
+            .expect("svg")
+            .starts_with("<?xml")
+    );
+    token
+}
+
+async fn link(api: &bot::api::Api, telegram_user: i64, token: &str) -> Result<String, ApiError> {
+    api.call(
+        "telegram/link",
+        Some(telegram_user),
+        &json!({ "token": token }),
+    )
+    .await
+}
+
+async fn hello(api: &bot::api::Api, telegram_user: i64) -> app::telegram::TelegramStatus {
+    let profile = json!({"chat_id": telegram_user, "first_name": "Ann", "last_name": null, "username": null, "language_code": "en"});
+    api.call(
+        "telegram/hello",
+        Some(telegram_user),
+        &json!({ "profile": profile }),
+    )
+    .await
+    .expect("hello")
+}
+
+async fn status(app: &TestApp, cookie: &str) -> serde_json::Value {
+    call(
+        app,
+        "/api/telegram/status",
+        "",
+        &[("origin", ORIGIN), ("cookie", cookie)],
+    )
+    .await
+    .json()
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_token_links_once_and_then_reads_as_used(db: sqlx::PgPool) {
+    let (app, api_url) = serve_app(db).await;
+    let api = bot_api(&api_url);
+    let anonymous = call(&app, "/api/telegram/link-token", "", &[("origin", ORIGIN)]).await;
+    assert_eq!(anonymous.status, 401);
+
+    let cookie = sign_up(&app, "ann@example.org").await;
+    assert_eq!(status(&app, &cookie).await["linked"], false);
+    let token = new_token(&app, &cookie).await;
+    assert_eq!(
+        link(&api, 4242, &token).await,
+        Ok("ann@example.org".to_owned())
+    );
+    assert_eq!(link(&api, 4242, &token).await, Err(ApiError::LinkUsed));
+    assert_eq!(link(&api, 4343, &token).await, Err(ApiError::LinkUsed));
+    let unknown = "A".repeat(43);
+    assert_eq!(link(&api, 4242, &unknown).await, Err(ApiError::LinkExpired));
+    assert_eq!(
+        link(&api, 4242, "../../etc").await,
+        Err(ApiError::LinkExpired)
+    );
+    assert_eq!(status(&app, &cookie).await["linked"], true);
+
+    // The bot now acts for Ann in this chat.
+    assert_eq!(
+        hello(&api, 4242).await.email.as_deref(),
+        Some("ann@example.org")
+    );
+
+    // Unlink from the web; the chat is no longer Ann's.
+    let reply = call_json(
+        &app,
+        "/api/telegram/unlink",
+        &json!({}),
+        &[("origin", ORIGIN), ("cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(status(&app, &cookie).await["linked"], false);
+    assert!(!hello(&api, 4242).await.linked);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn two_concurrent_starts_with_one_token_link_exactly_once(db: sqlx::PgPool) {
+    let (app, api_url) = serve_app(db.clone()).await;
+    let api = bot_api(&api_url);
+    let cookie = sign_up(&app, "ann@example.org").await;
+    for round in 0..10 {
+        let token = new_token(&app, &cookie).await;
+        let (a, b) = tokio::join!(
+            link(&api, 5000 + round, &token),
+            link(&api, 6000 + round, &token)
+        );
+        let wins = [&a, &b].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(wins, 1, "round {round}: {a:?} {b:?}");
+        let loser = if a.is_ok() { b } else { a };
+        assert!(
+            matches!(
+                loser,
+                Err(ApiError::LinkUsed) | Err(ApiError::Conflict { .. })
+            ),
+            "{loser:?}"
+        );
+        let (linked,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM telegram_accounts WHERE user_id IS NOT NULL")
+                .fetch_one(&db)
+                .await
+                .expect("count");
+        assert_eq!(linked, 1);
+        let reply = call_json(
+            &app,
+            "/api/telegram/unlink",
+            &json!({}),
+            &[("origin", ORIGIN), ("cookie", &cookie)],
+        )
+        .await;
+        assert_eq!(reply.status, 200);
+    }
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn one_telegram_user_for_one_account(db: sqlx::PgPool) {
+    let (app, api_url) = serve_app(db).await;
+    let api = bot_api(&api_url);
+    let ann = sign_up(&app, "ann@example.org").await;
+    let bob = sign_up(&app, "bob@example.org").await;
+    let token = new_token(&app, &ann).await;
+    assert!(link(&api, 7001, &token).await.is_ok());
+
+    // Bob's token in Ann's chat: refused, and Bob's token is not spent.
+    let bobs = new_token(&app, &bob).await;
+    assert!(matches!(
+        link(&api, 7001, &bobs).await,
+        Err(ApiError::Conflict { .. })
+    ));
+    // Ann's second token in another chat: her account is already linked.
+    let again = new_token(&app, &ann).await;
+    assert!(matches!(
+        link(&api, 7002, &again).await,
+        Err(ApiError::Conflict { .. })
+    ));
+    // Bob's unspent token still works in a fresh chat.
+    assert_eq!(
+        link(&api, 7003, &bobs).await,
+        Ok("bob@example.org".to_owned())
+    );
+
+    // The bot can unlink its own chat (/unlink); then the chat can link again.
+    let unlinked: Result<bool, ApiError> =
+        api.call("telegram/unlink", Some(7001), &json!({})).await;
+    assert_eq!(unlinked, Ok(true));
+    let fresh = new_token(&app, &ann).await;
+    assert!(link(&api, 7001, &fresh).await.is_ok());
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn link_tokens_are_rate_limited_per_account(db: sqlx::PgPool) {
+    let (app, _) = serve_app(db).await;
+    let cookie = sign_up(&app, "ann@example.org").await;
+    for _ in 0..10 {
+        new_token(&app, &cookie).await;
+    }
+    let reply = call(
+        &app,
+        "/api/telegram/link-token",
+        "",
+        &[("origin", ORIGIN), ("cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(reply.status, 429);
+    assert_eq!(reply.json()["code"], "rate_limited");
+}
