@@ -289,8 +289,11 @@ async fn on_unparsed(ctx: &Ctx, value: &serde_json::Value) -> anyhow::Result<()>
 }
 
 async fn on_callback(ctx: &Ctx, query: CallbackQuery) -> anyhow::Result<()> {
+    if let Some(handled) = crate::push::on_callback(ctx, &query).await {
+        return handled;
+    }
     let lang = Lang::from_code(query.from.language_code.as_deref());
-    // No button the bot sends today carries data it acts on: anything arriving is stale or forged.
+    // Not a button the bot knows: stale or forged.
     tracing::info!(
         data_len = query.data.as_deref().map_or(0, str::len),
         "unknown callback"

@@ -85,6 +85,16 @@ pub enum Text {
     /// The chat or the account is linked elsewhere.
     LinkConflict,
     Unlinked,
+    /// A push-link request from the web.
+    PushLinkQuestion {
+        email: String,
+    },
+    Approve,
+    Decline,
+    PushDeclined,
+    PushExpired,
+    PushAlreadyAnswered,
+    PushNotForYou,
 }
 
 impl Text {
@@ -170,6 +180,26 @@ impl Text {
             (Self::LinkConflict, En) => "This chat or that Dossier account is already linked elsewhere. Send /unlink here, or unlink on the settings page, then try again.".into(),
             (Self::LinkConflict, Ru) => "Этот чат или этот аккаунт Dossier уже связан с другим. Отправьте /unlink здесь или отвяжите на странице настроек и попробуйте снова.".into(),
             (Self::Unlinked, En) => "This chat is no longer linked to your Dossier account.".into(),
+            (Self::PushLinkQuestion { email }, En) => format!(
+                "Link this Telegram account to the Dossier account <b>{}</b>?\nIf you did not ask for this, decline.",
+                escape(email)
+            ),
+            (Self::PushLinkQuestion { email }, Ru) => format!(
+                "Связать этот аккаунт Telegram с аккаунтом Dossier <b>{}</b>?\nЕсли вы этого не запрашивали, отклоните.",
+                escape(email)
+            ),
+            (Self::Approve, En) => "✅ Approve".into(),
+            (Self::Approve, Ru) => "✅ Подтвердить".into(),
+            (Self::Decline, En) => "❌ Decline".into(),
+            (Self::Decline, Ru) => "❌ Отклонить".into(),
+            (Self::PushDeclined, En) => "❌ Declined. This chat was not linked.".into(),
+            (Self::PushDeclined, Ru) => "❌ Отклонено. Чат не связан.".into(),
+            (Self::PushExpired, En) => "This request has expired. Send a new one from the settings page.".into(),
+            (Self::PushExpired, Ru) => "Запрос устарел. Отправьте новый со страницы настроек.".into(),
+            (Self::PushAlreadyAnswered, En) => "This request was already answered.".into(),
+            (Self::PushAlreadyAnswered, Ru) => "На этот запрос уже ответили.".into(),
+            (Self::PushNotForYou, En) => "This request is not for you.".into(),
+            (Self::PushNotForYou, Ru) => "Этот запрос не для вас.".into(),
             (Self::Unlinked, Ru) => "Этот чат больше не связан с вашим аккаунтом Dossier.".into(),
         }
     }

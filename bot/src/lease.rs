@@ -18,11 +18,7 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub async fn connect(nats_url: &str, env: &str, ttl: Duration) -> anyhow::Result<Self> {
-        let client = async_nats::ConnectOptions::new()
-            .name("dossier-bot")
-            .connect(nats_url)
-            .await?;
+    pub async fn new(client: async_nats::Client, env: &str, ttl: Duration) -> anyhow::Result<Self> {
         let jetstream = async_nats::jetstream::new(client);
         let store = jetstream
             .create_or_update_key_value(kv::Config {

@@ -13,6 +13,7 @@ pub mod i18n;
 pub mod lease;
 pub mod pacer;
 pub mod polling;
+pub mod push;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -101,7 +102,13 @@ fn commands(lang: i18n::Lang) -> Vec<BotCommand> {
 
 /// Builds the Bot API client, its pacer (the configured rates) and the API client.
 pub fn context(config: &Config) -> anyhow::Result<(Bot, Arc<Ctx>)> {
-    let mut raw = Bot::new(config.token.expose());
+    // teloxide's default client gives up after 17 s, shorter than a long poll: every idle poll
+    // would fail and back off. Allow the poll's own timeout plus a margin.
+    let http = teloxide::net::default_reqwest_settings()
+        .timeout(config.poll_timeout + Duration::from_secs(15))
+        .build()
+        .context("failed to build the Bot API client")?;
+    let mut raw = Bot::with_client(config.token.expose(), http);
     if let Some(url) = &config.bot_api_url {
         raw = raw.set_api_url(url.clone());
     }
@@ -151,18 +158,50 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let me = raw.get_me().await.context("failed to reach the Bot API")?;
     tracing::info!(username = %me.username(), mode = ?config.mode, "bot started");
     set_up(&raw, &ctx).await?;
-    match &config.mode {
+    let nats = match &config.nats {
+        Some(nats) => Some((
+            async_nats::ConnectOptions::new()
+                .name("dossier-bot")
+                .connect(&nats.url)
+                .await
+                .context("failed to reach NATS")?,
+            nats,
+        )),
+        None => None,
+    };
+    // Push-link requests arrive over NATS while updates are handled.
+    let worker = nats.as_ref().map(|(client, nats)| {
+        tokio::spawn(push::run(
+            ctx.clone(),
+            client.clone(),
+            nats.env.clone(),
+            shutdown.clone(),
+        ))
+    });
+    let served = match &config.mode {
         Mode::Polling => {
-            let lease = match &config.nats {
-                Some(nats) => {
-                    Some(lease::Lease::connect(&nats.url, &nats.env, nats.lease_ttl).await?)
+            let lease = match &nats {
+                Some((client, nats)) => {
+                    Some(lease::Lease::new(client.clone(), &nats.env, nats.lease_ttl).await?)
                 }
                 None => None,
             };
-            polling::run_with_lease(raw, ctx.clone(), config.poll_timeout, shutdown, lease).await?;
+            polling::run_with_lease(
+                raw,
+                ctx.clone(),
+                config.poll_timeout,
+                shutdown.clone(),
+                lease,
+            )
+            .await
         }
-        Mode::Webhook(hook) => webhook::run(raw, ctx.clone(), hook.clone(), shutdown).await?,
+        Mode::Webhook(hook) => webhook::run(raw, ctx.clone(), hook.clone(), shutdown.clone()).await,
+    };
+    if let Some(worker) = worker {
+        shutdown.cancel();
+        let _ = worker.await;
     }
+    served?;
     tracing::info!("bot stopped");
     Ok(ctx)
 }

@@ -62,3 +62,45 @@ test("link Telegram with the deep link, see it connected, reuse fails, unlink", 
   await telegramSays(request, user, "/docs");
   expect(await lastReply(request, user, 2)).toContain("not linked");
 });
+
+async function pressButton(request: APIRequestContext, user: number, label: RegExp) {
+  let sent: { message_id: number; reply_markup?: { inline_keyboard: { text: string; callback_data?: string }[][] } }[] = [];
+  await expect
+    .poll(async () => {
+      sent = await (await request.get(`${emulator}/control/chats/${user}/sent`)).json();
+      return sent.some((m) => m.reply_markup);
+    })
+    .toBe(true);
+  const question = sent.filter((m) => m.reply_markup).at(-1)!;
+  const button = question.reply_markup!.inline_keyboard.flat().find((b) => label.test(b.text))!;
+  const response = await request.post(`${emulator}/control/users/${user}/callbacks`, {
+    data: { message_id: question.message_id, data: button.callback_data },
+  });
+  expect(response.ok()).toBe(true);
+}
+
+for (const answer of ["approve", "decline"] as const) {
+  test(`push approval: the person ${answer}s in Telegram and the page follows`, async ({ page, request }) => {
+    await signUp(page);
+    const user = 900000 + Math.floor(Math.random() * 90000);
+    // The person has talked to the bot before.
+    await telegramSays(request, user, "/start");
+    await lastReply(request, user, 1);
+
+    await page.goto("/settings");
+    await waitForHydration(page);
+    await page.getByLabel(/your username/).fill(`@tanya${user}`);
+    await page.getByRole("button", { name: "Send to Telegram" }).click();
+    await expect(page.getByTestId("push-status")).toHaveText("Waiting for your answer in Telegram…");
+
+    await pressButton(request, user, answer === "approve" ? /Approve/ : /Decline/);
+    if (answer === "approve") {
+      await expect(page.getByRole("status")).toHaveText(`Telegram connected: Tanya (@tanya${user})`);
+      expect(await lastReply(request, user, 2)).toContain("Account linked");
+    } else {
+      await expect(page.getByTestId("push-status")).toHaveText("Declined in Telegram.");
+      await expect(page.getByRole("button", { name: "Link Telegram" })).toBeVisible();
+      expect(await lastReply(request, user, 2)).toContain("Declined");
+    }
+  });
+}

@@ -5,6 +5,7 @@ use leptos::prelude::*;
 
 use crate::pages::auth::{error_view, use_user};
 use crate::telegram::link::{CreateLinkToken, LinkToken, UnlinkTelegram, link_status};
+use crate::telegram::push::{PushStatus, RequestPushLink, push_link_status};
 
 #[component]
 pub fn SettingsPage() -> impl IntoView {
@@ -57,7 +58,7 @@ fn TelegramSettings() -> impl IntoView {
                 }
                 let now = left.get_untracked().saturating_sub(1);
                 left.set(now);
-                if now % 2 == 0 {
+                if now.is_multiple_of(2) {
                     status.refetch();
                 }
             },
@@ -67,6 +68,40 @@ fn TelegramSettings() -> impl IntoView {
             on_cleanup(move || handle.clear());
         }
     }
+    // A push request on its way: its id, and what the page last heard about it.
+    let push = ServerAction::<RequestPushLink>::new();
+    let push_state: RwSignal<Option<(String, PushStatus)>> = RwSignal::new(None);
+    let username = RwSignal::new(String::new());
+    Effect::new(move |_| {
+        if let Some(Ok(started)) = push.value().get() {
+            push_state.set(Some((started.request_id, PushStatus::Pending)));
+        }
+    });
+    #[cfg(feature = "hydrate")]
+    {
+        use std::time::Duration;
+        let poll = set_interval_with_handle(
+            move || {
+                let Some((id, PushStatus::Pending)) = push_state.get_untracked() else {
+                    return;
+                };
+                leptos::task::spawn_local(async move {
+                    if let Ok(now) = push_link_status(id.clone()).await {
+                        push_state.set(Some((id, now)));
+                        if now == PushStatus::Approved {
+                            status.refetch();
+                        }
+                    }
+                });
+            },
+            Duration::from_secs(2),
+        );
+        if let Ok(handle) = poll {
+            on_cleanup(move || handle.clear());
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = push_link_status;
     let linked = move || status.get().and_then(Result::ok).filter(|s| s.linked);
     Effect::new(move |_| {
         if linked().is_some() {
@@ -126,6 +161,28 @@ fn TelegramSettings() -> impl IntoView {
                                             }
                                         }}
                                     </button>
+                <form
+                    class="inline-form push-form"
+                    on:submit=move |event| {
+                        event.prevent_default();
+                        push.dispatch(RequestPushLink {
+                            username: username.get_untracked(),
+                        });
+                    }
+                >
+                    <label for="tg-username">"Or ask in Telegram — your username"</label>
+                    <input
+                        id="tg-username"
+                        name="username"
+                        placeholder="@username"
+                        required
+                        maxlength="33"
+                        bind:value=username
+                    />
+                    <button type="submit" disabled=move || push.pending().get()>
+                        "Send to Telegram"
+                    </button>
+                </form>
                                 }
                                     .into_any()
                             }
@@ -133,6 +190,20 @@ fn TelegramSettings() -> impl IntoView {
                         })
                 }}
             </Transition>
+            {move || push.value().get().and_then(Result::err).map(error_view)}
+            {move || {
+                push_state
+                    .get()
+                    .map(|(_, state)| {
+                        let text = match state {
+                            PushStatus::Pending => "Waiting for your answer in Telegram…",
+                            PushStatus::Approved => "Approved in Telegram.",
+                            PushStatus::Declined => "Declined in Telegram.",
+                            PushStatus::Expired => "The request expired. Send a new one.",
+                        };
+                        view! { <p class="muted" data-testid="push-status">{text}</p> }
+                    })
+            }}
             {move || create.value().get().and_then(Result::err).map(error_view)}
             {move || unlink.value().get().and_then(Result::err).map(error_view)}
             {move || {

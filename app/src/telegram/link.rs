@@ -97,7 +97,7 @@ pub mod service {
     use rand::RngCore;
     use uuid::Uuid;
 
-    use super::{TelegramLinkInfo, LinkToken, TOKEN_TTL_SECS};
+    use super::{LinkToken, TOKEN_TTL_SECS, TelegramLinkInfo};
     use crate::auth::{accounts, ratelimit};
     use crate::error::ApiError;
     use crate::state::{AppState, internal};
@@ -269,6 +269,20 @@ pub mod service {
             .delete_expect_revision(token, Some(entry.revision))
             .await
             .map_err(|_| ApiError::LinkUsed)?;
+        link_accounts(state, telegram_user_id, user_id).await?;
+        let account = accounts::find_user(&state.db, user_id)
+            .await?
+            .ok_or(ApiError::LinkExpired)?;
+        tracing::info!(%user_id, "Telegram account linked");
+        Ok(account.email)
+    }
+
+    /// Links `telegram_user_id` to `user_id`; a conflict on either side is refused.
+    pub async fn link_accounts(
+        state: &AppState,
+        telegram_user_id: i64,
+        user_id: Uuid,
+    ) -> Result<(), ApiError> {
         let linked: Result<Option<(Uuid,)>, sqlx::Error> = sqlx::query_as(
             "INSERT INTO telegram_accounts (telegram_user_id, user_id, linked_at)
              VALUES ($1, $2, now())
@@ -283,22 +297,15 @@ pub mod service {
         .fetch_optional(&state.db)
         .await;
         match linked {
-            Ok(Some(_)) => {}
-            Ok(None) => return Err(already_linked_chat()),
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(already_linked_chat()),
             Err(error) if accounts::constraint(&error) == Some("telegram_accounts_user_id_key") => {
-                return Err(already_linked_account());
+                Err(already_linked_account())
             }
-            Err(error) => {
-                return Err(internal(
-                    anyhow::Error::new(error).context("failed to link a Telegram account"),
-                ));
-            }
+            Err(error) => Err(internal(
+                anyhow::Error::new(error).context("failed to link a Telegram account"),
+            )),
         }
-        let account = accounts::find_user(&state.db, user_id)
-            .await?
-            .ok_or(ApiError::LinkExpired)?;
-        tracing::info!(%user_id, "Telegram account linked");
-        Ok(account.email)
     }
 
     pub async fn unlink(db: &sqlx::PgPool, user_id: Uuid) -> Result<bool, ApiError> {

@@ -3,6 +3,7 @@
 //! Only signed services call these.
 
 pub mod link;
+pub mod push;
 #[cfg(feature = "ssr")]
 pub mod service;
 

@@ -46,13 +46,13 @@ pub async fn serve_app(db: sqlx::PgPool) -> (TestApp, String) {
     (app, url)
 }
 
-struct Emulator {
+pub struct Emulator {
     url: String,
     http: reqwest::Client,
 }
 
 impl Emulator {
-    async fn start(limits: tgemu::Limits) -> Self {
+    pub async fn start(limits: tgemu::Limits) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -72,7 +72,7 @@ impl Emulator {
         }
     }
 
-    async fn say(&self, user: i64, text: &str, language: &str) -> Value {
+    pub async fn say(&self, user: i64, text: &str, language: &str) -> Value {
         self.post(
             &format!("/control/users/{user}/messages"),
             json!({"text": text, "first_name": "Ann <b>", "language_code": language}),
@@ -80,7 +80,7 @@ impl Emulator {
         .await
     }
 
-    async fn post(&self, path: &str, body: Value) -> Value {
+    pub async fn post(&self, path: &str, body: Value) -> Value {
         let response = self
             .http
             .post(format!("{}{path}", self.url))
@@ -96,7 +96,7 @@ impl Emulator {
         response.json().await.expect("json")
     }
 
-    async fn get(&self, path: &str) -> Value {
+    pub async fn get(&self, path: &str) -> Value {
         self.http
             .get(format!("{}{path}", self.url))
             .send()
@@ -107,7 +107,7 @@ impl Emulator {
             .expect("json")
     }
 
-    async fn sent(&self, chat: i64) -> Vec<Value> {
+    pub async fn sent(&self, chat: i64) -> Vec<Value> {
         self.get(&format!("/control/chats/{chat}/sent"))
             .await
             .as_array()
@@ -116,7 +116,7 @@ impl Emulator {
     }
 
     /// Waits until the bot has sent `count` messages to `chat`, and returns them.
-    async fn wait_for(&self, chat: i64, count: usize) -> Vec<Value> {
+    pub async fn wait_for(&self, chat: i64, count: usize) -> Vec<Value> {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let sent = self.sent(chat).await;
@@ -133,7 +133,7 @@ impl Emulator {
     }
 }
 
-fn bot_config(emulator: &Emulator, api_url: &str, limits: (u32, u32)) -> bot::Config {
+pub fn bot_config(emulator: &Emulator, api_url: &str, limits: (u32, u32)) -> bot::Config {
     bot::Config {
         token: bot::config::Token::new(TOKEN.into()),
         bot_api_url: Some(url::Url::parse(&format!("{}/", emulator.url)).expect("url")),
@@ -149,19 +149,19 @@ fn bot_config(emulator: &Emulator, api_url: &str, limits: (u32, u32)) -> bot::Co
     }
 }
 
-struct RunningBot {
+pub struct RunningBot {
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<std::sync::Arc<bot::Ctx>>>,
 }
 
 impl RunningBot {
-    fn start(config: bot::Config) -> Self {
+    pub fn start(config: bot::Config) -> Self {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(bot::run(config, shutdown.clone()));
         Self { shutdown, task }
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         self.shutdown.cancel();
         let ctx = tokio::time::timeout(Duration::from_secs(5), self.task)
             .await
@@ -172,7 +172,7 @@ impl RunningBot {
     }
 }
 
-fn text(message: &Value) -> &str {
+pub fn text(message: &Value) -> &str {
     message["text"].as_str().unwrap_or("")
 }
 

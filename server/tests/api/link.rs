@@ -206,3 +206,156 @@ async fn link_tokens_are_rate_limited_per_account(db: sqlx::PgPool) {
     assert_eq!(reply.status, 429);
     assert_eq!(reply.json()["code"], "rate_limited");
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn push_approval_links_on_approve_and_not_on_decline(db: sqlx::PgPool) {
+    use crate::bot::{Emulator, RunningBot, bot_config, text};
+    let (app, api_url) = serve_app(db).await;
+    let api = bot_api(&api_url);
+    let emulator = Emulator::start(tgemu::Limits::default()).await;
+    let mut config = bot_config(&emulator, &api_url, (1, 30));
+    config.nats = Some(bot::config::Nats {
+        url: nats_url(),
+        env: app.state.settings.env.clone(),
+        lease_ttl: std::time::Duration::from_secs(5),
+    });
+    let running = RunningBot::start(config);
+    let ann = sign_up(&app, "ann@example.org").await;
+
+    // Unknown to the bot: the person is told to press Start first.
+    let unknown = call(
+        &app,
+        "/api/telegram/push-link",
+        &form(&[("username", "@annt")]),
+        &[("origin", ORIGIN), ("cookie", &ann)],
+    )
+    .await;
+    assert_eq!(unknown.status, 400, "{}", unknown.body);
+    assert_eq!(unknown.json()["fields"][0]["field"], "username");
+
+    // Ann's Telegram (username annt) has talked to the bot.
+    emulator
+        .post(
+            "/control/users/9001/messages",
+            json!({"text": "/start", "username": "annt"}),
+        )
+        .await;
+    emulator.wait_for(9001, 1).await;
+    let started = call(
+        &app,
+        "/api/telegram/push-link",
+        &form(&[("username", "@AnnT")]),
+        &[("origin", ORIGIN), ("cookie", &ann)],
+    )
+    .await;
+    assert_eq!(started.status, 200, "{}", started.body);
+    let request_id = started.json()["request_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let pending = call(
+        &app,
+        "/api/telegram/push-link/status",
+        &form(&[("request_id", &request_id)]),
+        &[("origin", ORIGIN), ("cookie", &ann)],
+    )
+    .await;
+    assert_eq!(pending.json(), json!("pending"));
+
+    let question = emulator.wait_for(9001, 2).await[1].clone();
+    assert!(text(&question).contains("ann@example.org"), "{question}");
+    let buttons = &question["reply_markup"]["inline_keyboard"][0];
+    assert_eq!(buttons[0]["text"], "✅ Approve");
+
+    // Someone else cannot answer it (the API checks the acting Telegram user).
+    let foreign: Result<app::telegram::push::PushAnswer, ApiError> = api
+        .call(
+            "telegram/push-link/answer",
+            Some(9999),
+            &json!({"request_id": request_id, "approve": true}),
+        )
+        .await;
+    assert_eq!(foreign, Err(ApiError::Forbidden));
+
+    emulator
+        .post(
+            "/control/users/9001/callbacks",
+            json!({"message_id": question["message_id"], "data": buttons[0]["callback_data"]}),
+        )
+        .await;
+    eventually(
+        "the question becomes its outcome",
+        std::time::Duration::from_secs(15),
+        || async { text(&emulator.sent(9001).await[1]).contains("Account linked") },
+    )
+    .await;
+    let approved = call(
+        &app,
+        "/api/telegram/push-link/status",
+        &form(&[("request_id", &request_id)]),
+        &[("origin", ORIGIN), ("cookie", &ann)],
+    )
+    .await;
+    assert_eq!(approved.json(), json!("approved"));
+    assert_eq!(status(&app, &ann).await["linked"], true);
+    // A second tap is not a second answer.
+    let again: Result<app::telegram::push::PushAnswer, ApiError> = api
+        .call(
+            "telegram/push-link/answer",
+            Some(9001),
+            &json!({"request_id": request_id, "approve": false}),
+        )
+        .await;
+    assert_eq!(again, Err(ApiError::LinkUsed));
+
+    // Bob declines.
+    let bob = sign_up(&app, "bob@example.org").await;
+    emulator
+        .post(
+            "/control/users/9002/messages",
+            json!({"text": "/start", "username": "bobt", "language_code": "ru"}),
+        )
+        .await;
+    emulator.wait_for(9002, 1).await;
+    let started = call(
+        &app,
+        "/api/telegram/push-link",
+        &form(&[("username", "bobt")]),
+        &[("origin", ORIGIN), ("cookie", &bob)],
+    )
+    .await;
+    let request_id = started.json()["request_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let question = emulator.wait_for(9002, 2).await[1].clone();
+    assert!(text(&question).contains("Связать"), "{question}");
+    emulator
+        .post("/control/users/9002/callbacks", json!({"message_id": question["message_id"], "data": question["reply_markup"]["inline_keyboard"][0][1]["callback_data"], "language_code": "ru"}))
+        .await;
+    eventually(
+        "the decline is shown",
+        std::time::Duration::from_secs(15),
+        || async { text(&emulator.sent(9002).await[1]).contains("Отклонено") },
+    )
+    .await;
+    let declined = call(
+        &app,
+        "/api/telegram/push-link/status",
+        &form(&[("request_id", &request_id)]),
+        &[("origin", ORIGIN), ("cookie", &bob)],
+    )
+    .await;
+    assert_eq!(declined.json(), json!("declined"));
+    assert_eq!(status(&app, &bob).await["linked"], false);
+    // Ann cannot read Bob's request.
+    let nosy = call(
+        &app,
+        "/api/telegram/push-link/status",
+        &form(&[("request_id", &request_id)]),
+        &[("origin", ORIGIN), ("cookie", &ann)],
+    )
+    .await;
+    assert_eq!(nosy.status, 404);
+    running.stop().await;
+}
