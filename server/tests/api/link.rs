@@ -205,6 +205,26 @@ async fn link_tokens_are_rate_limited_per_account(db: sqlx::PgPool) {
     .await;
     assert_eq!(reply.status, 429);
     assert_eq!(reply.json()["code"], "rate_limited");
+
+    // Push requests: five per ten minutes, counted even when the username is unknown.
+    for _ in 0..5 {
+        let reply = call(
+            &app,
+            "/api/telegram/push-link",
+            &form(&[("username", "nobody")]),
+            &[("origin", ORIGIN), ("cookie", &cookie)],
+        )
+        .await;
+        assert_eq!(reply.status, 400, "{}", reply.body);
+    }
+    let reply = call(
+        &app,
+        "/api/telegram/push-link",
+        &form(&[("username", "nobody")]),
+        &[("origin", ORIGIN), ("cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(reply.status, 429);
 }
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
