@@ -16,6 +16,17 @@ pub const BOT_SECRET: &str = "bot-test-secret-bot-test-secret-0123456789";
 
 /// The server, listening on a real port (the bot reaches it over HTTP).
 pub async fn serve_app(db: sqlx::PgPool) -> (TestApp, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    serve_app_on(db, listener).await
+}
+
+/// The server on a given listener (a test may hold the port back to play a dead API).
+pub async fn serve_app_on(
+    db: sqlx::PgPool,
+    listener: tokio::net::TcpListener,
+) -> (TestApp, String) {
     let mut settings = test_settings();
     settings.telegram_bot_token = Some(SecretString::from(TOKEN));
     settings.services.insert(
@@ -30,9 +41,6 @@ pub async fn serve_app(db: sqlx::PgPool) -> (TestApp, String) {
         },
     );
     let app = spawn_app_with(db, settings).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let router = app.router.clone();
     tokio::spawn(async move {
@@ -503,4 +511,48 @@ async fn a_429_makes_the_bot_wait_retry_after_and_send_again(db: sqlx::PgPool) {
         "the emulator did push back: {stats}"
     );
     running.stop().await;
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn updates_wait_while_the_api_is_down_and_are_handled_once_it_is_back(db: sqlx::PgPool) {
+    let emulator = Emulator::start(tgemu::Limits::default()).await;
+    // A port with nothing behind it yet: the API is "down".
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        probe.local_addr().expect("addr").port()
+    };
+    let api_url = format!("http://127.0.0.1:{port}");
+    let running = RunningBot::start(bot_config(&emulator, &api_url, (1, 30)));
+    emulator.say(1400, "/help", "en").await;
+    emulator.say(1400, "/settings", "en").await;
+    // The bot fetches the updates, cannot claim them, and fetches them again later.
+    eventually(
+        "several fetch attempts",
+        Duration::from_secs(15),
+        || async {
+            emulator.get("/control/stats").await["polls"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 3
+        },
+    )
+    .await;
+    assert!(
+        emulator.sent(1400).await.is_empty(),
+        "nothing is handled without the API"
+    );
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("the API comes back on its port");
+    let (_app, _) = serve_app_on(db, listener).await;
+    let sent = emulator.wait_for(1400, 2).await;
+    assert!(
+        text(&sent[0]).contains("Dossier keeps your papers"),
+        "{}",
+        text(&sent[0])
+    );
+    assert!(text(&sent[1]).contains("Settings"), "{}", text(&sent[1]));
+    running.stop().await;
+    assert_eq!(emulator.sent(1400).await.len(), 2, "each handled once");
 }
