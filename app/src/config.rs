@@ -65,6 +65,37 @@ pub struct Settings {
     /// Services that may call the API with signed requests, by name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceSettings>,
+    /// S3 or an S3-compatible server for documents; without a bucket, local files are used.
+    #[serde(default)]
+    pub s3: S3Settings,
+}
+
+/// `DOSSIER_S3__BUCKET`, `DOSSIER_S3__ENDPOINT`, … (all optional).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct S3Settings {
+    pub bucket: Option<String>,
+    /// For MinIO and other S3-compatible servers, e.g. `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// Path-style URLs (`endpoint/bucket/key`), which MinIO and most self-hosted servers need.
+    pub path_style: bool,
+    pub access_key_id: Option<String>,
+    #[serde(default, serialize_with = "expose_opt")]
+    pub secret_access_key: Option<SecretString>,
+}
+
+impl Default for S3Settings {
+    fn default() -> Self {
+        Self {
+            bucket: None,
+            endpoint: None,
+            region: "us-east-1".into(),
+            path_style: true,
+            access_key_id: None,
+            secret_access_key: None,
+        }
+    }
 }
 
 fn expose<S: serde::Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
@@ -104,6 +135,7 @@ impl Default for Settings {
             miniapp_session_minutes: 15,
             trust_forwarded_for: false,
             services: BTreeMap::new(),
+            s3: S3Settings::default(),
         }
     }
 }

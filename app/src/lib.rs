@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod documents;
 pub mod error;
 pub mod pages;
 pub mod system;
