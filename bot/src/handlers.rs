@@ -73,13 +73,17 @@ async fn say_error(ctx: &Ctx, chat: ChatId, lang: Lang, error: &ApiError) -> any
         ApiError::Internal { incident } => Text::SomethingWrong {
             incident: Some(incident.clone()),
         },
-        ApiError::TelegramNotLinked => Text::LinkFirst {
-            account_url: account_url(ctx),
-        },
+        ApiError::TelegramNotLinked => link_first(ctx),
         _ => Text::SomethingWrong { incident: None },
     };
     say(ctx, chat, &text, lang).await?;
     Ok(())
+}
+
+fn link_first(ctx: &Ctx) -> Text {
+    Text::LinkFirst {
+        account_url: account_url(ctx),
+    }
 }
 
 fn account_url(ctx: &Ctx) -> String {
@@ -141,42 +145,19 @@ async fn on_message(ctx: &Ctx, message: Message) -> anyhow::Result<()> {
         Ok(status) => status,
         Err(error) => return say_error(ctx, chat, lang, &error).await,
     };
-    if let Some(text) = message.text() {
-        if let Some((command, payload)) = parse_command(text) {
-            return on_command(ctx, chat, user, lang, &status, &command, &payload).await;
-        }
-        if !status.linked {
-            say(
-                ctx,
-                chat,
-                &Text::LinkFirst {
-                    account_url: account_url(ctx),
-                },
-                lang,
-            )
-            .await?;
-            return Ok(());
-        }
-        say(ctx, chat, &Text::NotUnderstood, lang).await?;
-        return Ok(());
+    if let Some((command, payload)) = message.text().and_then(parse_command) {
+        return on_command(ctx, chat, user, lang, &status, &command, &payload).await;
     }
-    if message.document().is_some() || message.photo().is_some() {
-        if !status.linked {
-            say(
-                ctx,
-                chat,
-                &Text::LinkFirst {
-                    account_url: account_url(ctx),
-                },
-                lang,
-            )
-            .await?;
-            return Ok(());
-        }
-        say(ctx, chat, &Text::NotUnderstood, lang).await?;
-        return Ok(());
-    }
-    say(ctx, chat, &Text::Unsupported, lang).await?;
+    let filed_kind =
+        message.text().is_some() || message.document().is_some() || message.photo().is_some();
+    let reply = if !filed_kind {
+        Text::Unsupported
+    } else if !status.linked {
+        link_first(ctx)
+    } else {
+        Text::NotUnderstood
+    };
+    say(ctx, chat, &reply, lang).await?;
     Ok(())
 }
 
@@ -241,15 +222,7 @@ async fn on_command(
         }
         "docs" => {
             if !status.linked {
-                say(
-                    ctx,
-                    chat,
-                    &Text::LinkFirst {
-                        account_url: account_url(ctx),
-                    },
-                    lang,
-                )
-                .await?;
+                say(ctx, chat, &link_first(ctx), lang).await?;
                 return Ok(());
             }
             let button = web_app_button(ctx, &Text::DocsButton, lang, "/app/documents");

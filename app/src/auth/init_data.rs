@@ -261,10 +261,10 @@ fn encode(s: &str) -> String {
 mod tests {
     use super::*;
 
-    const TOKEN: &str = "123456:test-bot-token";
-    const NOW: i64 = 1_800_000_000;
+    pub(super) const TOKEN: &str = "123456:test-bot-token";
+    pub(super) const NOW: i64 = 1_800_000_000;
 
-    fn verifier() -> Verifier<'static> {
+    pub(super) fn verifier() -> Verifier<'static> {
         Verifier {
             bot_token: TOKEN,
             max_age_secs: 300,
@@ -469,18 +469,8 @@ mod tests {
 mod properties {
     use proptest::prelude::*;
 
+    use super::tests::{NOW, TOKEN, verifier};
     use super::*;
-
-    const TOKEN: &str = "123456:property-bot-token";
-    const NOW: i64 = 1_800_000_000;
-
-    fn verifier() -> Verifier<'static> {
-        Verifier {
-            bot_token: TOKEN,
-            max_age_secs: 300,
-            ed25519: None,
-        }
-    }
 
     fn signed_fixture() -> String {
         sign(

@@ -62,6 +62,26 @@ async fn hello(api: &bot::api::Api, telegram_user: i64) -> app::telegram::Telegr
     .expect("hello")
 }
 
+async fn push_request(app: &TestApp, cookie: &str, username: &str) -> Reply {
+    call(
+        app,
+        "/api/telegram/push-link",
+        &form(&[("username", username)]),
+        &[("origin", ORIGIN), ("cookie", cookie)],
+    )
+    .await
+}
+
+async fn push_status(app: &TestApp, cookie: &str, request_id: &str) -> Reply {
+    call(
+        app,
+        "/api/telegram/push-link/status",
+        &form(&[("request_id", request_id)]),
+        &[("origin", ORIGIN), ("cookie", cookie)],
+    )
+    .await
+}
+
 async fn status(app: &TestApp, cookie: &str) -> serde_json::Value {
     call(
         app,
@@ -208,22 +228,10 @@ async fn link_tokens_are_rate_limited_per_account(db: sqlx::PgPool) {
 
     // Push requests: five per ten minutes, counted even when the username is unknown.
     for _ in 0..5 {
-        let reply = call(
-            &app,
-            "/api/telegram/push-link",
-            &form(&[("username", "nobody")]),
-            &[("origin", ORIGIN), ("cookie", &cookie)],
-        )
-        .await;
+        let reply = push_request(&app, &cookie, "nobody").await;
         assert_eq!(reply.status, 400, "{}", reply.body);
     }
-    let reply = call(
-        &app,
-        "/api/telegram/push-link",
-        &form(&[("username", "nobody")]),
-        &[("origin", ORIGIN), ("cookie", &cookie)],
-    )
-    .await;
+    let reply = push_request(&app, &cookie, "nobody").await;
     assert_eq!(reply.status, 429);
 }
 
@@ -243,13 +251,7 @@ async fn push_approval_links_on_approve_and_not_on_decline(db: sqlx::PgPool) {
     let ann = sign_up(&app, "ann@example.org").await;
 
     // Unknown to the bot: the person is told to press Start first.
-    let unknown = call(
-        &app,
-        "/api/telegram/push-link",
-        &form(&[("username", "@annt")]),
-        &[("origin", ORIGIN), ("cookie", &ann)],
-    )
-    .await;
+    let unknown = push_request(&app, &ann, "@annt").await;
     assert_eq!(unknown.status, 400, "{}", unknown.body);
     assert_eq!(unknown.json()["fields"][0]["field"], "username");
 
@@ -261,25 +263,13 @@ async fn push_approval_links_on_approve_and_not_on_decline(db: sqlx::PgPool) {
         )
         .await;
     emulator.wait_for(9001, 1).await;
-    let started = call(
-        &app,
-        "/api/telegram/push-link",
-        &form(&[("username", "@AnnT")]),
-        &[("origin", ORIGIN), ("cookie", &ann)],
-    )
-    .await;
+    let started = push_request(&app, &ann, "@AnnT").await;
     assert_eq!(started.status, 200, "{}", started.body);
     let request_id = started.json()["request_id"]
         .as_str()
         .expect("id")
         .to_owned();
-    let pending = call(
-        &app,
-        "/api/telegram/push-link/status",
-        &form(&[("request_id", &request_id)]),
-        &[("origin", ORIGIN), ("cookie", &ann)],
-    )
-    .await;
+    let pending = push_status(&app, &ann, &request_id).await;
     assert_eq!(pending.json(), json!("pending"));
 
     let question = emulator.wait_for(9001, 2).await[1].clone();
@@ -309,13 +299,7 @@ async fn push_approval_links_on_approve_and_not_on_decline(db: sqlx::PgPool) {
         || async { text(&emulator.sent(9001).await[1]).contains("Account linked") },
     )
     .await;
-    let approved = call(
-        &app,
-        "/api/telegram/push-link/status",
-        &form(&[("request_id", &request_id)]),
-        &[("origin", ORIGIN), ("cookie", &ann)],
-    )
-    .await;
+    let approved = push_status(&app, &ann, &request_id).await;
     assert_eq!(approved.json(), json!("approved"));
     assert_eq!(status(&app, &ann).await["linked"], true);
     // A second tap is not a second answer.
@@ -337,13 +321,7 @@ async fn push_approval_links_on_approve_and_not_on_decline(db: sqlx::PgPool) {
         )
         .await;
     emulator.wait_for(9002, 1).await;
-    let started = call(
-        &app,
-        "/api/telegram/push-link",
-        &form(&[("username", "bobt")]),
-        &[("origin", ORIGIN), ("cookie", &bob)],
-    )
-    .await;
+    let started = push_request(&app, &bob, "bobt").await;
     let request_id = started.json()["request_id"]
         .as_str()
         .expect("id")
@@ -359,23 +337,11 @@ async fn push_approval_links_on_approve_and_not_on_decline(db: sqlx::PgPool) {
         || async { text(&emulator.sent(9002).await[1]).contains("Отклонено") },
     )
     .await;
-    let declined = call(
-        &app,
-        "/api/telegram/push-link/status",
-        &form(&[("request_id", &request_id)]),
-        &[("origin", ORIGIN), ("cookie", &bob)],
-    )
-    .await;
+    let declined = push_status(&app, &bob, &request_id).await;
     assert_eq!(declined.json(), json!("declined"));
     assert_eq!(status(&app, &bob).await["linked"], false);
     // Ann cannot read Bob's request.
-    let nosy = call(
-        &app,
-        "/api/telegram/push-link/status",
-        &form(&[("request_id", &request_id)]),
-        &[("origin", ORIGIN), ("cookie", &ann)],
-    )
-    .await;
+    let nosy = push_status(&app, &ann, &request_id).await;
     assert_eq!(nosy.status, 404);
     running.stop().await;
 }
