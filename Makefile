@@ -14,10 +14,12 @@ export CARGO_TERM_COLOR ?= never
 # Rust tests: sqlx::test creates a fresh database per test on this server; NATS is the
 # project's own (>= 2.11) server.
 TEST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
+	DOSSIER_MODEL_DIR=$(DOSSIER_CACHE)/models/all-MiniLM-L6-v2 \
 	DOSSIER_TEST_NATS_URL=nats://127.0.0.1:$(DOSSIER_NATS_PORT) \
-	DOSSIER_TEST_NATS_BIN=$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server
+	DOSSIER_TEST_NATS_BIN=$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server \
+	DOSSIER_TEST_MOTO_BIN=$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/moto_server
 
-NATIVE_PACKAGES := -p app -p server -p bot -p tgemu
+NATIVE_PACKAGES := -p app -p server -p bot -p tgemu -p testkit
 
 .PHONY: help bootstrap services build run test lint test-rust e2e bench clean-e2e
 
@@ -54,4 +56,4 @@ e2e: build services
 test: lint test-rust e2e
 
 bench: services
-	$(TEST_ENV) cargo bench -p server --features app/ssr --bench auth --bench bot
+	$(TEST_ENV) cargo bench -p server --features app/ssr --bench auth --bench bot --bench documents

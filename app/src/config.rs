@@ -68,6 +68,51 @@ pub struct Settings {
     /// S3 or an S3-compatible server for documents; without a bucket, local files are used.
     #[serde(default)]
     pub s3: S3Settings,
+    /// The local embedding model (all-MiniLM-L6-v2: model.safetensors, tokenizer.json,
+    /// config.json).
+    pub model_dir: PathBuf,
+    /// Uploads and the document pipeline.
+    #[serde(default)]
+    pub documents: DocumentSettings,
+}
+
+/// `DOSSIER_DOCUMENTS__MAX_UPLOAD_MB`, … (all optional).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DocumentSettings {
+    /// Largest file accepted, from the web or the bot.
+    pub max_upload_mb: u64,
+    /// Tesseract languages for OCR (`+`-separated).
+    pub ocr_languages: String,
+    /// A stage's message is redelivered when a worker neither finishes nor reports progress
+    /// for this long (a crashed worker's work resumes after it).
+    pub ack_wait_secs: u64,
+    /// Documents read (text / OCR) at once by one server; OCR is CPU-bound.
+    pub text_workers: usize,
+    /// Run the pipeline workers in this process (servers that only serve the web can opt out).
+    pub workers: bool,
+}
+
+impl Default for DocumentSettings {
+    fn default() -> Self {
+        Self {
+            max_upload_mb: 50,
+            ocr_languages: "eng+rus".into(),
+            ack_wait_secs: 30,
+            text_workers: 2,
+            workers: true,
+        }
+    }
+}
+
+impl DocumentSettings {
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.max_upload_mb.saturating_mul(1024 * 1024)
+    }
+
+    pub fn ack_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.ack_wait_secs.max(1))
+    }
 }
 
 /// `DOSSIER_S3__BUCKET`, `DOSSIER_S3__ENDPOINT`, … (all optional).
@@ -136,6 +181,8 @@ impl Default for Settings {
             trust_forwarded_for: false,
             services: BTreeMap::new(),
             s3: S3Settings::default(),
+            model_dir: PathBuf::from("data/models/all-MiniLM-L6-v2"),
+            documents: DocumentSettings::default(),
         }
     }
 }
@@ -171,6 +218,9 @@ impl Settings {
                 "public_url {:?} must be an origin (no path, no trailing '/')",
                 self.public_url
             ));
+        }
+        if !(1..=2048).contains(&self.documents.max_upload_mb) {
+            return Err("documents.max_upload_mb must be between 1 and 2048".into());
         }
         for (name, service) in &self.services {
             use secrecy::ExposeSecret;

@@ -54,6 +54,9 @@ pub enum ApiError {
     /// A Telegram link token that was already used (tokens work once).
     #[error("this link was already used; create a new one on the settings page")]
     LinkUsed,
+    /// A file larger than the configured limit.
+    #[error("the file is too large: the limit is {max_mb} MB")]
+    TooLarge { max_mb: u64 },
     /// A dependency (database, NATS, storage) is down; retrying later may work.
     #[error("the service is busy or a dependency is down, try again shortly")]
     Unavailable,
@@ -97,6 +100,7 @@ impl ApiError {
             Self::TelegramNotLinked => "telegram_not_linked",
             Self::LinkExpired => "link_expired",
             Self::LinkUsed => "link_used",
+            Self::TooLarge { .. } => "too_large",
             Self::Unavailable => "unavailable",
             Self::Internal { .. } => "internal",
             Self::Request { .. } => "request",
@@ -112,6 +116,7 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::LinkExpired | Self::LinkUsed => StatusCode::GONE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -32,6 +32,29 @@ impl Subjects {
         format!("{}_DOCUMENTS", self.env.to_uppercase().replace('-', "_"))
     }
 
+    /// `{env}.archives.documents.embeddings.completed`: a document went through every stage.
+    pub fn document_completed(&self) -> String {
+        format!("{}.archives.documents.embeddings.completed", self.env)
+    }
+
+    /// `{env}.archives.documents.failed`: a document ended failed or unsupported.
+    pub fn document_failed(&self) -> String {
+        format!("{}.archives.documents.failed", self.env)
+    }
+
+    /// `{ENV}_NOTIFICATIONS`: notifications waiting for the bot (kept an hour).
+    pub fn notifications_stream(&self) -> String {
+        format!(
+            "{}_NOTIFICATIONS",
+            self.env.to_uppercase().replace('-', "_")
+        )
+    }
+
+    /// `{env}.notifications.>`
+    pub fn notifications_wildcard(&self) -> String {
+        format!("{}.notifications.>", self.env)
+    }
+
     /// `{env}.notifications.telegram`
     pub fn telegram_notifications(&self) -> String {
         format!("{}.notifications.telegram", self.env)
@@ -51,6 +74,68 @@ impl Subjects {
     pub fn push_link_bucket(&self) -> String {
         format!("{}-push-link", self.env)
     }
+}
+
+/// How long a notification waits for the bot (a bot down for longer misses it).
+pub const NOTIFICATION_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Creates (or updates) the streams Dossier publishes to. Idempotent: every replica may call it.
+pub async fn ensure_streams(
+    jetstream: &async_nats::jetstream::Context,
+    subjects: &Subjects,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
+    // Documents: one work queue; each stage's consumer takes its own subject, and messages
+    // leave the stream once a stage acknowledged them.
+    jetstream
+        .create_or_update_stream(Config {
+            name: subjects.documents_stream(),
+            subjects: vec![subjects.documents_wildcard()],
+            retention: RetentionPolicy::WorkQueue,
+            storage: StorageType::File,
+            duplicate_window: std::time::Duration::from_secs(120),
+            ..Config::default()
+        })
+        .await
+        .context("failed to create the documents stream")?;
+    // Notifications: kept an hour for a bot that is down, de-duplicated over that hour so a
+    // republished notification is stored once.
+    jetstream
+        .create_or_update_stream(Config {
+            name: subjects.notifications_stream(),
+            subjects: vec![subjects.notifications_wildcard()],
+            retention: RetentionPolicy::WorkQueue,
+            storage: StorageType::File,
+            max_age: NOTIFICATION_MAX_AGE,
+            duplicate_window: NOTIFICATION_MAX_AGE,
+            ..Config::default()
+        })
+        .await
+        .context("failed to create the notifications stream")?;
+    Ok(())
+}
+
+/// Publishes to a stream and waits for the server's acknowledgement. `id` de-duplicates:
+/// the same id within the stream's window is stored once.
+pub async fn publish(
+    jetstream: &async_nats::jetstream::Context,
+    subject: String,
+    id: &str,
+    payload: Vec<u8>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use async_nats::jetstream::message::PublishMessage as Publish;
+    jetstream
+        .send_publish(
+            subject.clone(),
+            Publish::build().payload(payload.into()).message_id(id),
+        )
+        .await
+        .with_context(|| format!("failed to publish to {subject}"))?
+        .await
+        .with_context(|| format!("no acknowledgement for {subject}"))?;
+    Ok(())
 }
 
 #[cfg(test)]

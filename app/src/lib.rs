@@ -5,6 +5,7 @@ pub mod auth;
 pub mod client;
 pub mod documents;
 pub mod error;
+pub mod notifications;
 pub mod pages;
 pub mod system;
 pub mod telegram;
@@ -22,6 +23,7 @@ use leptos_router::StaticSegment;
 use leptos_router::components::{A, Route, Router, Routes};
 
 use crate::pages::auth::{AccountPage, SignInPage, SignUpPage, UserNav, provide_user_resource};
+use crate::pages::documents::DocumentsPage;
 use crate::pages::home::HomePage;
 use crate::pages::settings::SettingsPage;
 
@@ -67,6 +69,7 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("signin") view=SignInPage />
                     <Route path=StaticSegment("account") view=AccountPage />
                     <Route path=StaticSegment("settings") view=SettingsPage />
+                    <Route path=StaticSegment("documents") view=DocumentsPage />
                 </Routes>
             </main>
         </Router>

@@ -20,6 +20,12 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// The WebAuthn relying party; `None` (passkeys off) when `public_url` has no host name.
     pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
+    /// Where documents' files live: local files or S3.
+    pub objects: Arc<dyn object_store::ObjectStore>,
+    /// The embedding model (loaded on first use).
+    pub models: Arc<crate::documents::pipeline::Models>,
+    /// Set once this process made sure the JetStream streams exist.
+    pub streams: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

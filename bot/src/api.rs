@@ -27,6 +27,40 @@ impl std::fmt::Debug for Api {
     }
 }
 
+/// `multipart/form-data` (RFC 7578): `fields` as text parts, `files` as (field, file name,
+/// bytes). File names are quoted with `"` and line breaks replaced, as browsers do.
+pub fn multipart_body(
+    boundary: &str,
+    fields: &[(&str, &str)],
+    files: &[(&str, &str, &[u8])],
+) -> (String, Vec<u8>) {
+    let quote = |value: &str| value.replace('"', "%22").replace(['\r', '\n'], " ");
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n{value}\r\n",
+                quote(name)
+            )
+            .as_bytes(),
+        );
+    }
+    for (name, file_name, bytes) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+                quote(name),
+                quote(file_name)
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
 fn nonce() -> String {
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
@@ -55,11 +89,37 @@ impl Api {
         telegram_user: Option<i64>,
         input: &I,
     ) -> Result<O, ApiError> {
-        let path = format!("/api/{endpoint}");
-        let url = self.base.join(&path).map_err(|e| ApiError::Request {
+        let body = serde_json::to_vec(input).map_err(|e| ApiError::Request {
             message: e.to_string(),
         })?;
-        let body = serde_json::to_vec(input).map_err(|e| ApiError::Request {
+        self.send(endpoint, telegram_user, "application/json", body)
+            .await
+    }
+
+    /// Calls a multipart server function (an upload): text fields and files, acting for
+    /// `telegram_user`. The body is built here so that exactly the signed bytes are sent.
+    pub async fn call_multipart<O: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        telegram_user: Option<i64>,
+        fields: &[(&str, &str)],
+        files: &[(&str, &str, &[u8])],
+    ) -> Result<O, ApiError> {
+        let boundary = format!("dossier-{}", nonce());
+        let (content_type, body) = multipart_body(&boundary, fields, files);
+        self.send(endpoint, telegram_user, &content_type, body)
+            .await
+    }
+
+    async fn send<O: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        telegram_user: Option<i64>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<O, ApiError> {
+        let path = format!("/api/{endpoint}");
+        let url = self.base.join(&path).map_err(|e| ApiError::Request {
             message: e.to_string(),
         })?;
         let timestamp = SystemTime::now()
@@ -82,7 +142,7 @@ impl Api {
         let mut request = self
             .http
             .post(url)
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .header("accept", "application/json")
             .header(signing::HEADER_SERVICE, &self.service)
             .header(signing::HEADER_TIMESTAMP, timestamp.to_string())

@@ -66,9 +66,15 @@ pub struct Config {
     pub per_chat_per_sec: u32,
     pub overall_per_sec: u32,
     pub poll_timeout: Duration,
-    /// Without NATS the bot polls alone (one replica).
+    /// Without NATS the bot polls alone (one replica) and sends no notifications.
     pub nats: Option<Nats>,
+    /// Largest file the bot downloads from Telegram: 20 MB through Telegram's public Bot API;
+    /// up to 2,000 MB with a local Bot API server.
+    pub max_file_bytes: u64,
 }
+
+/// Telegram's public Bot API lets a bot download files up to 20 MB.
+pub const PUBLIC_BOT_API_MAX_FILE_MB: u32 = 20;
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -146,6 +152,15 @@ impl Config {
                 env: var("DOSSIER_ENV").unwrap_or_else(|| "dev".into()),
                 lease_ttl: Duration::from_secs(10),
             }),
+            max_file_bytes: {
+                let mb = number("DOSSIER_BOT_MAX_FILE_MB", PUBLIC_BOT_API_MAX_FILE_MB)?;
+                if mb > 2000 {
+                    bail!(
+                        "DOSSIER_BOT_MAX_FILE_MB must be at most 2000 (a local Bot API server's limit)"
+                    );
+                }
+                u64::from(mb) * 1024 * 1024
+            },
         })
     }
 }

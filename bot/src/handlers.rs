@@ -43,7 +43,12 @@ fn telegram_id(user: &User) -> i64 {
     i64::try_from(user.id.0).unwrap_or(0)
 }
 
-async fn say(ctx: &Ctx, chat: ChatId, text: &Text, lang: Lang) -> anyhow::Result<Message> {
+pub(crate) async fn say(
+    ctx: &Ctx,
+    chat: ChatId,
+    text: &Text,
+    lang: Lang,
+) -> anyhow::Result<Message> {
     let request = ctx
         .bot
         .send_message(chat, text.render(lang))
@@ -67,7 +72,12 @@ async fn say_with(
 }
 
 /// Tells the person about an API failure in words they can use, without internals.
-async fn say_error(ctx: &Ctx, chat: ChatId, lang: Lang, error: &ApiError) -> anyhow::Result<()> {
+pub(crate) async fn say_error(
+    ctx: &Ctx,
+    chat: ChatId,
+    lang: Lang,
+    error: &ApiError,
+) -> anyhow::Result<()> {
     let text = match error {
         ApiError::Unavailable | ApiError::RateLimited { .. } => Text::TryLater,
         ApiError::Internal { incident } => Text::SomethingWrong {
@@ -80,7 +90,7 @@ async fn say_error(ctx: &Ctx, chat: ChatId, lang: Lang, error: &ApiError) -> any
     Ok(())
 }
 
-fn link_first(ctx: &Ctx) -> Text {
+pub(crate) fn link_first(ctx: &Ctx) -> Text {
     Text::LinkFirst {
         account_url: account_url(ctx),
     }
@@ -148,8 +158,14 @@ async fn on_message(ctx: &Ctx, message: Message) -> anyhow::Result<()> {
     if let Some((command, payload)) = message.text().and_then(parse_command) {
         return on_command(ctx, chat, user, lang, &status, &command, &payload).await;
     }
-    let filed_kind =
-        message.text().is_some() || message.document().is_some() || message.photo().is_some();
+    if let Some(file) = crate::documents::incoming(&message) {
+        if !status.linked {
+            say(ctx, chat, &link_first(ctx), lang).await?;
+            return Ok(());
+        }
+        return crate::documents::on_file(ctx, &message, user, lang, file).await;
+    }
+    let filed_kind = message.text().is_some();
     let reply = if !filed_kind {
         Text::Unsupported
     } else if !status.linked {
@@ -225,8 +241,7 @@ async fn on_command(
                 say(ctx, chat, &link_first(ctx), lang).await?;
                 return Ok(());
             }
-            let button = web_app_button(ctx, &Text::DocsButton, lang, "/app/documents");
-            say_with(ctx, chat, &Text::Docs, lang, button).await?;
+            crate::documents::list(ctx, chat, user, lang).await?;
         }
         other => {
             say(

@@ -2,6 +2,9 @@
 //! Russian, picked from the Telegram user's `language_code`. Dynamic values are HTML-escaped
 //! here, because every message is sent with `parse_mode=HTML`.
 
+use app::documents::DocStatus;
+use app::documents::classify::DocType;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
     En,
@@ -38,7 +41,7 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Text {
     /// `/start` by someone not linked yet.
     WelcomeNew {
@@ -95,6 +98,104 @@ pub enum Text {
     PushExpired,
     PushAlreadyAnswered,
     PushNotForYou,
+    /// A file is on its way to the archive.
+    Uploading {
+        name: String,
+    },
+    Uploaded {
+        name: String,
+    },
+    /// Photos sent together (a Telegram album) become one document.
+    AlbumUploaded {
+        photos: u32,
+    },
+    /// The same file was already in the archive.
+    Duplicate {
+        name: String,
+        status: DocStatus,
+    },
+    TooLarge {
+        name: String,
+        max_mb: u64,
+    },
+    /// The API refused the file; `reason` is its words.
+    UploadRefused {
+        reason: String,
+    },
+    /// The notification: every stage finished.
+    Processed {
+        name: String,
+        doc_type: DocType,
+        key_fields: Vec<String>,
+    },
+    /// The notification: the document could not be processed.
+    ProcessingFailed {
+        name: String,
+        reason: String,
+    },
+    DocsEmpty,
+    /// `/docs`: the latest documents, one line each.
+    DocsList {
+        documents: Vec<DocLine>,
+    },
+}
+
+/// One document in `/docs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocLine {
+    pub name: String,
+    pub status: DocStatus,
+    pub doc_type: Option<DocType>,
+    pub detail: Option<String>,
+}
+
+fn status_label(status: DocStatus, lang: Lang) -> &'static str {
+    match (status, lang) {
+        (DocStatus::Queued, Lang::En) => "queued",
+        (DocStatus::Queued, Lang::Ru) => "в очереди",
+        (DocStatus::Processing, Lang::En) => "processing",
+        (DocStatus::Processing, Lang::Ru) => "обрабатывается",
+        (DocStatus::Processed, Lang::En) => "processed",
+        (DocStatus::Processed, Lang::Ru) => "обработан",
+        (DocStatus::Failed, Lang::En) => "failed",
+        (DocStatus::Failed, Lang::Ru) => "ошибка",
+        (DocStatus::Unsupported, Lang::En) => "not supported",
+        (DocStatus::Unsupported, Lang::Ru) => "не поддерживается",
+    }
+}
+
+fn status_icon(status: DocStatus) -> &'static str {
+    match status {
+        DocStatus::Queued | DocStatus::Processing => "⏳",
+        DocStatus::Processed => "✅",
+        DocStatus::Failed | DocStatus::Unsupported => "⚠️",
+    }
+}
+
+fn type_label(doc_type: DocType, lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => doc_type.label(),
+        Lang::Ru => doc_type.label_ru(),
+    }
+}
+
+fn doc_line(line: &DocLine, lang: Lang) -> String {
+    let mut text = format!("{} <b>{}</b>", status_icon(line.status), escape(&line.name));
+    match (line.status, line.doc_type) {
+        (DocStatus::Processed, Some(doc_type)) => {
+            text.push_str(" — ");
+            text.push_str(type_label(doc_type, lang));
+        }
+        (status, _) => {
+            text.push_str(" — ");
+            text.push_str(status_label(status, lang));
+        }
+    }
+    if let Some(detail) = &line.detail {
+        text.push_str(": ");
+        text.push_str(&escape(detail));
+    }
+    text
 }
 
 impl Text {
@@ -201,6 +302,67 @@ impl Text {
             (Self::PushNotForYou, En) => "This request is not for you.".into(),
             (Self::PushNotForYou, Ru) => "Этот запрос не для вас.".into(),
             (Self::Unlinked, Ru) => "Этот чат больше не связан с вашим аккаунтом Dossier.".into(),
+            (Self::Uploading { name }, En) => format!("📤 Uploading <b>{}</b>…", escape(name)),
+            (Self::Uploading { name }, Ru) => format!("📤 Загружаю <b>{}</b>…", escape(name)),
+            (Self::Uploaded { name }, En) => format!("✅ Uploaded <b>{}</b>, processing…", escape(name)),
+            (Self::Uploaded { name }, Ru) => format!("✅ <b>{}</b> загружен, обрабатываю…", escape(name)),
+            (Self::AlbumUploaded { photos: 1 }, En) => "✅ Uploaded a photo, processing…".into(),
+            (Self::AlbumUploaded { photos }, En) => format!("✅ Uploaded {photos} photos as one document, processing…"),
+            (Self::AlbumUploaded { photos }, Ru) => format!("✅ Загружено фото: {photos}, это один документ; обрабатываю…"),
+            (Self::Duplicate { name, status }, En) => format!(
+                "This file is already in your archive as <b>{}</b> ({}).",
+                escape(name),
+                status_label(*status, En)
+            ),
+            (Self::Duplicate { name, status }, Ru) => format!(
+                "Этот файл уже есть в архиве: <b>{}</b> ({}).",
+                escape(name),
+                status_label(*status, Ru)
+            ),
+            (Self::TooLarge { name, max_mb }, En) => format!(
+                "⚠️ <b>{}</b> is too large: I can take files up to {max_mb} MB.",
+                escape(name)
+            ),
+            (Self::TooLarge { name, max_mb }, Ru) => format!(
+                "⚠️ <b>{}</b> слишком большой: я принимаю файлы до {max_mb} МБ.",
+                escape(name)
+            ),
+            (Self::UploadRefused { reason }, En) => format!("⚠️ I could not take this file: {}", escape(reason)),
+            (Self::UploadRefused { reason }, Ru) => format!("⚠️ Не удалось принять файл: {}", escape(reason)),
+            (Self::Processed { name, doc_type, key_fields }, lang) => {
+                let mut text = match lang {
+                    En => format!("✅ <b>{}</b> processed — {}", escape(name), type_label(*doc_type, En)),
+                    Ru => format!("✅ <b>{}</b> обработан — {}", escape(name), type_label(*doc_type, Ru)),
+                };
+                for field in key_fields {
+                    text.push_str(", ");
+                    text.push_str(&escape(field));
+                }
+                text
+            }
+            (Self::ProcessingFailed { name, reason }, En) => format!(
+                "⚠️ <b>{}</b> could not be processed: {}",
+                escape(name),
+                escape(reason)
+            ),
+            (Self::ProcessingFailed { name, reason }, Ru) => format!(
+                "⚠️ <b>{}</b> не удалось обработать: {}",
+                escape(name),
+                escape(reason)
+            ),
+            (Self::DocsEmpty, En) => "Your archive is empty. Send me a document or a photo to start.".into(),
+            (Self::DocsEmpty, Ru) => "Архив пуст. Пришлите документ или фото, чтобы начать.".into(),
+            (Self::DocsList { documents }, lang) => {
+                let mut text = match lang {
+                    En => "Your latest documents:".to_owned(),
+                    Ru => "Ваши последние документы:".to_owned(),
+                };
+                for line in documents {
+                    text.push('\n');
+                    text.push_str(&doc_line(line, lang));
+                }
+                text
+            }
         }
     }
 }

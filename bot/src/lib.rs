@@ -8,9 +8,11 @@
 
 pub mod api;
 pub mod config;
+pub mod documents;
 pub mod handlers;
 pub mod i18n;
 pub mod lease;
+pub mod notify;
 pub mod pacer;
 pub mod polling;
 pub mod push;
@@ -36,6 +38,10 @@ pub struct Ctx {
     pub api: api::Api,
     pub public_url: url::Url,
     pub stats: Stats,
+    /// Largest file downloaded from Telegram.
+    pub max_file_bytes: u64,
+    /// Status messages of albums being received.
+    pub albums: documents::Albums,
 }
 
 /// Per-update handling times, for `make bench` (bounded; oldest dropped).
@@ -125,6 +131,8 @@ pub fn context(config: &Config) -> anyhow::Result<(Bot, Arc<Ctx>)> {
             api,
             public_url: config.public_url.clone(),
             stats: Stats::default(),
+            max_file_bytes: config.max_file_bytes,
+            albums: documents::Albums::default(),
         }),
     ))
 }
@@ -169,15 +177,26 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         )),
         None => None,
     };
-    // Push-link requests arrive over NATS while updates are handled.
-    let worker = nats.as_ref().map(|(client, nats)| {
-        tokio::spawn(push::run(
-            ctx.clone(),
-            client.clone(),
-            nats.env.clone(),
-            shutdown.clone(),
-        ))
-    });
+    // Push-link requests and notifications arrive over NATS while updates are handled.
+    let workers: Vec<_> = nats
+        .iter()
+        .flat_map(|(client, nats)| {
+            [
+                tokio::spawn(push::run(
+                    ctx.clone(),
+                    client.clone(),
+                    nats.env.clone(),
+                    shutdown.clone(),
+                )),
+                tokio::spawn(notify::run(
+                    ctx.clone(),
+                    client.clone(),
+                    nats.env.clone(),
+                    shutdown.clone(),
+                )),
+            ]
+        })
+        .collect();
     let served = match &config.mode {
         Mode::Polling => {
             let lease = match &nats {
@@ -197,8 +216,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
         Mode::Webhook(hook) => webhook::run(raw, ctx.clone(), hook.clone(), shutdown.clone()).await,
     };
-    if let Some(worker) = worker {
-        shutdown.cancel();
+    shutdown.cancel();
+    for worker in workers {
         let _ = worker.await;
     }
     served?;

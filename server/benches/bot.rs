@@ -82,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         overall_per_sec: 1_000_000,
         poll_timeout: Duration::from_secs(5),
         nats: None,
+        max_file_bytes: 20 * 1024 * 1024,
     };
     let shutdown = CancellationToken::new();
     let (raw, ctx) = bot::context(&bot_config)?;

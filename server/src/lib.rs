@@ -1,6 +1,7 @@
 //! The Dossier server: typed start-up, the axum router (Leptos pages, server functions,
 //! health, metrics) and, in later modules, the pipeline workers.
 
+pub mod pipeline;
 pub mod settings;
 pub mod telemetry;
 
@@ -97,14 +98,14 @@ pub fn leptos_options(settings: &Settings) -> LeptosOptions {
 pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let db = connect_database(&settings).await?;
     let nats = connect_nats(&settings.nats_url, "dossier-server").await?;
-    Ok(state_from_parts(settings, db, nats))
+    state_from_parts(settings, db, nats)
 }
 
 pub fn state_from_parts(
     settings: Settings,
     db: sqlx::PgPool,
     nats: async_nats::Client,
-) -> AppState {
+) -> anyhow::Result<AppState> {
     let webauthn =
         app::auth::passkeys::store::relying_party(&settings.public_url, settings.public_host())
             .map(Arc::new);
@@ -114,15 +115,22 @@ pub fn state_from_parts(
             "passkeys are off: public_url must name a host (e.g. http://localhost:3000), not an IP address"
         );
     }
-    AppState {
+    let objects = app::documents::storage::from_settings(&settings)?;
+    let models = Arc::new(app::documents::pipeline::Models::new(
+        settings.model_dir.clone(),
+    ));
+    Ok(AppState {
         webauthn,
+        objects,
+        models,
+        streams: Arc::new(tokio::sync::OnceCell::new()),
         jetstream: async_nats::jetstream::new(nats.clone()),
         subjects: Subjects::new(settings.env.clone()),
         leptos_options: leptos_options(&settings),
         settings: Arc::new(settings),
         db,
         nats,
-    }
+    })
 }
 
 /// The whole HTTP surface.
@@ -133,6 +141,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route(
+            "/documents/{id}/file",
+            get(app::documents::service::download),
+        )
         .leptos_routes_with_context(
             &state,
             routes,
@@ -187,11 +199,25 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         .with_context(|| format!("failed to listen on {addr}"))?;
     tracing::info!(%addr, public_url = %state.settings.public_url, "listening");
     tokio::spawn(janitor(state.db.clone()));
+    let stop_workers = tokio_util::sync::CancellationToken::new();
+    let workers = if state.settings.documents.workers {
+        pipeline::start(state.clone(), stop_workers.clone())
+            .await
+            .context("failed to start the document pipeline")?
+    } else {
+        Vec::new()
+    };
     let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
+    let served = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .context("server failed")
+        .context("server failed");
+    // Messages in flight are not acknowledged and come back to the next worker.
+    stop_workers.cancel();
+    for worker in workers {
+        let _ = worker.await;
+    }
+    served
 }
 
 /// Deletes expired sessions, nonces, ceremonies and rate-limit windows every ten minutes.
@@ -214,6 +240,7 @@ pub async fn sweep(db: &sqlx::PgPool) -> anyhow::Result<u64> {
         "DELETE FROM webauthn_ceremonies WHERE expires_at < now()",
         "DELETE FROM rate_limits WHERE window_start < now() - interval '1 day'",
         "DELETE FROM telegram_updates WHERE claimed_at < now() - interval '2 days'",
+        "DELETE FROM notification_claims WHERE claimed_at < now() - interval '2 days'",
     ] {
         deleted += sqlx::query(statement)
             .execute(db)

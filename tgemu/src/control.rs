@@ -144,9 +144,12 @@ async fn user_sends_raw(
     response
 }
 
-/// A file from a user: multipart (`file`, `caption`, sender fields) or JSON
-/// (`file_name`, `mime_type`, `content_base64`, `caption`, sender fields).
-async fn read_user_file(request: Request) -> Result<(Upload, Option<String>, Sender), String> {
+/// A file from a user: multipart (`file`, `caption`, `media_group_id`, sender fields) or JSON
+/// (`file_name`, `mime_type`, `content_base64`, `caption`, `media_group_id`, sender fields).
+/// Files sent with the same `media_group_id` form an album, as in Telegram.
+async fn read_user_file(
+    request: Request,
+) -> Result<(Upload, Option<String>, Option<String>, Sender), String> {
     let is_json = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -160,6 +163,7 @@ async fn read_user_file(request: Request) -> Result<(Upload, Option<String>, Sen
         language_code: text("language_code"),
     };
     let caption = text("caption").filter(|c| !c.is_empty());
+    let media_group_id = text("media_group_id").filter(|c| !c.is_empty());
     let upload = if is_json {
         let content = params.str("content_base64").unwrap_or("");
         let bytes = base64::engine::general_purpose::STANDARD
@@ -177,7 +181,7 @@ async fn read_user_file(request: Request) -> Result<(Upload, Option<String>, Sen
             .cloned()
             .ok_or("Bad Request: a `file` part is expected")?
     };
-    Ok((upload, caption, sender))
+    Ok((upload, caption, media_group_id, sender))
 }
 
 async fn user_sends_file(
@@ -186,7 +190,7 @@ async fn user_sends_file(
     request: Request,
     kind: FileKind,
 ) -> Response {
-    let (upload, caption, sender) = match read_user_file(request).await {
+    let (upload, caption, media_group_id, sender) = match read_user_file(request).await {
         Ok(read) => read,
         Err(description) => return bad_request(&description),
     };
@@ -208,6 +212,9 @@ async fn user_sends_file(
     let mut fields = json!({ field: file_field(kind, &file_id, &file) });
     if let Some(caption) = caption {
         fields["caption"] = json!(caption);
+    }
+    if let Some(group) = media_group_id {
+        fields["media_group_id"] = json!(group);
     }
     let response = user_message(&mut world, user_id, &sender, fields);
     drop(world);

@@ -17,7 +17,7 @@ use crate::config::ServiceSettings;
 use crate::error::ApiError;
 use crate::state::{AppState, internal};
 
-/// Largest body a signed call may carry (uploads stream through their own limit later).
+/// Largest body a signed call may carry, unless uploads are allowed to be larger.
 pub const MAX_SIGNED_BODY: usize = 64 * 1024 * 1024;
 
 /// Why a signed call was refused (logged; the client only sees `unauthenticated`).
@@ -123,8 +123,14 @@ pub async fn verify_service_calls(
         return next.run(request).await;
     }
     let (mut parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_SIGNED_BODY).await else {
-        return ApiError::validation("request body too large").into_response();
+    // An upload carries its file plus a little multipart framing.
+    let upload_limit = state.settings.documents.max_upload_bytes() + 1024 * 1024;
+    let limit = MAX_SIGNED_BODY.max(usize::try_from(upload_limit).unwrap_or(usize::MAX));
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        return ApiError::TooLarge {
+            max_mb: state.settings.documents.max_upload_mb,
+        }
+        .into_response();
     };
     let path_and_query = parts
         .uri

@@ -165,6 +165,8 @@ pub fn UserNav() -> impl IntoView {
                         .map(|result| match result {
                             Ok(Some(me)) => {
                                 view! {
+                                    <a href="/documents">"Documents"</a>
+                                    <a href="/settings">"Settings"</a>
                                     <a href="/account" title=me.email.clone()>
                                         "Account"
                                     </a>

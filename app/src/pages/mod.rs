@@ -1,4 +1,5 @@
 pub mod auth;
+pub mod documents;
 pub mod home;
 pub mod passkeys;
 pub mod settings;

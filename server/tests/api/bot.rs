@@ -37,6 +37,8 @@ pub async fn serve_app_on(
                 "users:read".into(),
                 "telegram:link".into(),
                 "telegram:updates".into(),
+                "documents:upload".into(),
+                "documents:read".into(),
             ],
         },
     );
@@ -154,6 +156,7 @@ pub fn bot_config(emulator: &Emulator, api_url: &str, limits: (u32, u32)) -> bot
         overall_per_sec: limits.1,
         poll_timeout: Duration::from_secs(5),
         nats: None,
+        max_file_bytes: 20 * 1024 * 1024,
     }
 }
 

@@ -18,17 +18,40 @@ pub fn nats_url() -> String {
 /// Settings for one test: its own environment name, so its NATS subjects, streams and buckets
 /// never meet another test's.
 pub fn test_settings() -> Settings {
+    let env = format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     Settings {
-        env: format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]),
+        data_dir: std::env::temp_dir().join("dossier-tests").join(&env),
+        model_dir: model_dir(),
+        env,
         nats_url: nats_url(),
         public_url: "http://localhost:3000".into(),
         ..Settings::default()
     }
 }
 
+/// The embedding model (`make test` points `DOSSIER_MODEL_DIR` at the bootstrapped copy).
+pub fn model_dir() -> std::path::PathBuf {
+    std::env::var_os("DOSSIER_MODEL_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/dossier/models/all-MiniLM-L6-v2")
+        })
+}
+
 pub struct TestApp {
     pub router: Router,
     pub state: app::state::AppState,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Each test's local object store lives under the temp directory; leave nothing behind.
+        let dir = &self.state.settings.data_dir;
+        if dir.starts_with(std::env::temp_dir().join("dossier-tests")) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 pub async fn spawn_app(db: sqlx::PgPool) -> TestApp {
@@ -46,7 +69,7 @@ pub async fn spawn_app_with(db: sqlx::PgPool, settings: Settings) -> TestApp {
     let nats = server::connect_nats(&settings.nats_url, "dossier-test")
         .await
         .expect("connect to the test NATS");
-    let state = server::state_from_parts(settings, db, nats);
+    let state = server::state_from_parts(settings, db, nats).expect("build the state");
     TestApp {
         router: server::router(state.clone()),
         state,

@@ -3,6 +3,7 @@
 
 mod auth;
 mod bot;
+mod documents;
 mod helpers;
 mod link;
 mod passkeys;

@@ -1,0 +1,271 @@
+//! The documents page: upload files, and see every document with its state, type, key fields
+//! and a download link. While anything is still being processed, the list refreshes itself.
+
+use leptos::prelude::*;
+
+use crate::documents::{DeleteDocument, DocStatus, DocumentSummary, UploadReceipt, list_documents};
+use crate::error::ApiError;
+use crate::pages::auth::{error_view, use_user};
+
+#[component]
+pub fn DocumentsPage() -> impl IntoView {
+    let user = use_user();
+    view! {
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || {
+                user.0
+                    .get()
+                    .map(|result| match result {
+                        Ok(Some(_)) => view! { <Documents /> }.into_any(),
+                        Ok(None) => {
+                            view! {
+                                <section class="card">
+                                    <h1>"Documents"</h1>
+                                    <p>"Please " <a href="/signin">"sign in"</a> " first."</p>
+                                </section>
+                            }
+                                .into_any()
+                        }
+                        Err(error) => error_view(error).into_any(),
+                    })
+            }}
+        </Transition>
+    }
+}
+
+fn size_label(bytes: i64) -> String {
+    let bytes = bytes.max(0) as f64;
+    if bytes >= 1024.0 * 1024.0 {
+        format!("{:.1} MB", bytes / (1024.0 * 1024.0))
+    } else if bytes >= 1024.0 {
+        format!("{:.0} KB", bytes / 1024.0)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+fn status_label(status: DocStatus) -> &'static str {
+    match status {
+        DocStatus::Queued => "Queued",
+        DocStatus::Processing => "Processing…",
+        DocStatus::Processed => "Processed",
+        DocStatus::Failed => "Failed",
+        DocStatus::Unsupported => "Not supported",
+    }
+}
+
+#[component]
+fn Documents() -> impl IntoView {
+    // Bumped after an upload or a deletion, and by the poll while anything is pending.
+    let version = RwSignal::new(0u32);
+    let documents = Resource::new(move || version.get(), |_| list_documents());
+    let uploaded: RwSignal<Option<Result<Vec<UploadReceipt>, ApiError>>> = RwSignal::new(None);
+    let uploading = RwSignal::new(false);
+    let deleting = ServerAction::<DeleteDocument>::new();
+    Effect::new(move |_| {
+        if deleting.value().get().is_some() {
+            version.update(|v| *v += 1);
+        }
+    });
+    #[cfg(feature = "hydrate")]
+    {
+        use std::time::Duration;
+        let poll = set_interval_with_handle(
+            move || {
+                let pending = documents
+                    .get_untracked()
+                    .and_then(Result::ok)
+                    .is_some_and(|list| list.iter().any(|d| d.status.is_pending()));
+                if pending {
+                    version.update(|v| *v += 1);
+                }
+            },
+            Duration::from_secs(2),
+        );
+        if let Ok(handle) = poll {
+            on_cleanup(move || handle.clear());
+        }
+    }
+    let on_submit = move |event: leptos::ev::SubmitEvent| {
+        #[cfg(feature = "hydrate")]
+        {
+            use wasm_bindgen::JsCast;
+            event.prevent_default();
+            let Some(form) = event
+                .target()
+                .and_then(|target| target.dyn_into::<web_sys::HtmlFormElement>().ok())
+            else {
+                return;
+            };
+            let Ok(data) = web_sys::FormData::new_with_form(&form) else {
+                return;
+            };
+            uploading.set(true);
+            leptos::task::spawn_local(async move {
+                let result = crate::documents::upload_documents(data.into()).await;
+                if result.is_ok() {
+                    form.reset();
+                }
+                uploaded.set(Some(result));
+                uploading.set(false);
+                version.update(|v| *v += 1);
+            });
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = event;
+    };
+
+    view! {
+        <section class="card" aria-labelledby="upload-heading">
+            <h1>"Documents"</h1>
+            <h2 id="upload-heading">"Upload"</h2>
+            <form
+                method="post"
+                action="/api/documents/upload"
+                enctype="multipart/form-data"
+                on:submit=on_submit
+            >
+                <label for="file">"Files (PDF, images, text, HTML, DOCX)"</label>
+                <input id="file" type="file" name="file" multiple required />
+                <button type="submit" disabled=move || uploading.get()>
+                    {move || if uploading.get() { "Uploading…" } else { "Upload" }}
+                </button>
+            </form>
+            {move || {
+                uploaded
+                    .get()
+                    .map(|result| match result {
+                        Ok(receipts) => {
+                            view! {
+                                <ul class="receipts" role="status">
+                                    {receipts
+                                        .into_iter()
+                                        .map(|receipt| {
+                                            let name = receipt.document.file_name.clone();
+                                            if receipt.duplicate {
+                                                view! {
+                                                    <li>{name} " is already in your archive."</li>
+                                                }
+                                                    .into_any()
+                                            } else {
+                                                view! { <li>"Uploaded " {name} ", processing…"</li> }
+                                                    .into_any()
+                                            }
+                                        })
+                                        .collect_view()}
+                                </ul>
+                            }
+                                .into_any()
+                        }
+                        Err(error) => error_view(error).into_any(),
+                    })
+            }}
+        </section>
+        <section class="card" aria-labelledby="list-heading">
+            <h2 id="list-heading">"Your archive"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || {
+                    documents
+                        .get()
+                        .map(|result| match result {
+                            Ok(list) if list.is_empty() => {
+                                view! {
+                                    <p class="muted">
+                                        "Nothing here yet. Upload a file, or send one to the Telegram bot."
+                                    </p>
+                                }
+                                    .into_any()
+                            }
+                            Ok(list) => {
+                                view! {
+                                    <ul class="documents">
+                                        {list
+                                            .into_iter()
+                                            .map(|document| {
+                                                view! { <DocumentRow document deleting /> }
+                                            })
+                                            .collect_view()}
+                                    </ul>
+                                }
+                                    .into_any()
+                            }
+                            Err(error) => error_view(error).into_any(),
+                        })
+                }}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn DocumentRow(document: DocumentSummary, deleting: ServerAction<DeleteDocument>) -> impl IntoView {
+    let id = document.id;
+    let href = format!("/documents/{id}/file");
+    let kind = match (document.status, document.doc_type) {
+        (DocStatus::Processed, Some(doc_type)) => doc_type.label().to_owned(),
+        (status, _) => status_label(status).to_owned(),
+    };
+    let status_class = match document.status {
+        DocStatus::Processed => "badge ok",
+        DocStatus::Failed | DocStatus::Unsupported => "badge error",
+        DocStatus::Queued | DocStatus::Processing => "badge pending",
+    };
+    let pages = document.pages.map(|p| {
+        if p == 1 {
+            "1 page".to_owned()
+        } else {
+            format!("{p} pages")
+        }
+    });
+    let details = [
+        Some(size_label(document.size_bytes)),
+        pages,
+        Some(document.created_at.chars().take(10).collect()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" · ");
+    let name = document.file_name.clone();
+    view! {
+        <li class="document" data-status=document.status.as_str()>
+            <div class="document-head">
+                <a href=href download=document.file_name.clone()>
+                    {document.file_name.clone()}
+                </a>
+                <span class=status_class>{kind}</span>
+            </div>
+            <p class="muted">{details}</p>
+            {document
+                .failure_reason
+                .clone()
+                .map(|reason| view! { <p class="error">{reason}</p> })}
+            {(!document.key_fields.is_empty())
+                .then(|| view! { <p class="fields">{document.key_fields.join(" · ")}</p> })}
+            <button
+                type="button"
+                class="secondary small"
+                aria-label=format!("Delete {name}")
+                on:click=move |_| {
+                    let confirmed = {
+                        #[cfg(feature = "hydrate")]
+                        {
+                            window()
+                                .confirm_with_message(&format!("Delete {name}?"))
+                                .unwrap_or(false)
+                        }
+                        #[cfg(not(feature = "hydrate"))]
+                        {
+                            false
+                        }
+                    };
+                    if confirmed {
+                        deleting.dispatch(DeleteDocument { id });
+                    }
+                }
+            >
+                "Delete"
+            </button>
+        </li>
+    }
+}

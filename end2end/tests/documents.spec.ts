@@ -1,0 +1,121 @@
+import { test, expect, waitForHydration } from "./fixtures";
+import type { APIRequestContext, Page } from "@playwright/test";
+
+// Documents end to end on the running stack: a PDF sent to the bot through the emulator is
+// uploaded, processed (the real pipeline), announced in the chat and shown on the web; a file
+// uploaded on the web page is processed too and can be downloaded.
+const emulator = process.env.EMULATOR_URL ?? "http://127.0.0.1:3181";
+
+/** A one-page PDF with a text layer (Helvetica), written by hand with a correct xref table. */
+export function textPdf(lines: string[]): Buffer {
+  const escape = (s: string) => s.replace(/[\\()]/g, (c) => `\\${c}`);
+  const content =
+    "BT /F1 12 Tf 14 TL 72 760 Td\n" + lines.map((l) => `(${escape(l)}) Tj T*`).join("\n") + "\nET";
+  const objects = [
+    "<< /Type /Catalog /Pages 2 0 R >>",
+    "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+    "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+    `<< /Length ${Buffer.byteLength(content, "latin1")} >>\nstream\n${content}\nendstream`,
+    "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+  ];
+  let pdf = "%PDF-1.4\n";
+  const offsets: number[] = [];
+  objects.forEach((body, i) => {
+    offsets.push(Buffer.byteLength(pdf, "latin1"));
+    pdf += `${i + 1} 0 obj\n${body}\nendobj\n`;
+  });
+  const xref = Buffer.byteLength(pdf, "latin1");
+  pdf += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n`;
+  pdf += offsets.map((o) => `${String(o).padStart(10, "0")} 00000 n \n`).join("");
+  pdf += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
+  return Buffer.from(pdf, "latin1");
+}
+
+const invoice = (n: string) =>
+  textPdf([
+    "INVOICE",
+    `Invoice No. ${n}`,
+    "Date: 12.03.2026",
+    "Consulting services 1,000.00 EUR",
+    "VAT 19% 190.00 EUR",
+    "Total 1,190.00 EUR",
+    "Payment due: 2026-04-12",
+    "IBAN: DE89 3704 0044 0532 0130 00",
+  ]);
+
+async function signUpAndLink(page: Page, request: APIRequestContext): Promise<number> {
+  const email = `docs-${Date.now()}-${Math.floor(Math.random() * 1e6)}@example.org`;
+  await page.goto("/signup");
+  await waitForHydration(page);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill("correct horse battery");
+  await page.getByRole("button", { name: "Create account" }).click();
+  await expect(page).toHaveURL(/\/account$/);
+  await page.goto("/settings");
+  await waitForHydration(page);
+  await page.getByRole("button", { name: "Link Telegram" }).click();
+  const link = await page.getByTestId("deep-link").textContent();
+  const token = new URL(link ?? "").searchParams.get("start");
+  const user = 700000 + Math.floor(Math.random() * 99999);
+  await request.post(`${emulator}/control/users/${user}/messages`, {
+    data: { text: `/start ${token}`, first_name: "Dana", language_code: "en" },
+  });
+  await expect(page.getByRole("status")).toContainText("Telegram connected");
+  return user;
+}
+
+async function botTexts(request: APIRequestContext, chat: number): Promise<string[]> {
+  const history: { from: { is_bot: boolean }; text?: string }[] = await (
+    await request.get(`${emulator}/control/chats/${chat}/history`)
+  ).json();
+  return history.filter((m) => m.from.is_bot).map((m) => m.text ?? "");
+}
+
+test("a PDF sent in Telegram is uploaded, processed, announced and listed on the web", async ({ page, request }) => {
+  test.setTimeout(90_000);
+  const user = await signUpAndLink(page, request);
+  const pdf = invoice(`TG-${user}`);
+  const sent = await request.post(`${emulator}/control/users/${user}/documents`, {
+    data: { file_name: "invoice.pdf", mime_type: "application/pdf", content_base64: pdf.toString("base64"), first_name: "Dana", language_code: "en" },
+  });
+  expect(sent.ok()).toBe(true);
+  await expect.poll(() => botTexts(request, user), { timeout: 30_000 }).toContain("✅ Uploaded invoice.pdf, processing…");
+  await expect
+    .poll(async () => (await botTexts(request, user)).find((t) => t.includes(" processed — ")) ?? "", { timeout: 60_000 })
+    .toMatch(/^✅ invoice\.pdf processed — Invoice/);
+
+  await page.goto("/documents");
+  await waitForHydration(page);
+  const row = page.locator("li.document", { hasText: "invoice.pdf" });
+  await expect(row).toHaveAttribute("data-status", "processed");
+  await expect(row.getByText("Invoice", { exact: true })).toBeVisible();
+  await expect(row).toContainText("1,190.00 EUR");
+  // The link downloads the original bytes.
+  const [download] = await Promise.all([page.waitForEvent("download"), row.getByRole("link", { name: "invoice.pdf" }).click()]);
+  const path = await download.path();
+  const fs = await import("node:fs");
+  expect(fs.readFileSync(path).equals(pdf)).toBe(true);
+});
+
+test("a file uploaded on the web is processed and can be deleted", async ({ page, request }) => {
+  test.setTimeout(90_000);
+  await signUpAndLink(page, request);
+  await page.goto("/documents");
+  await waitForHydration(page);
+  await page.getByLabel(/Files/).setInputFiles({ name: "web-invoice.pdf", mimeType: "application/pdf", buffer: invoice(`WEB-${Date.now()}`) });
+  await page.getByRole("button", { name: "Upload" }).click();
+  await expect(page.getByRole("status").filter({ hasText: "Uploaded web-invoice.pdf" })).toBeVisible();
+  const row = page.locator("li.document", { hasText: "web-invoice.pdf" });
+  // The list refreshes by itself until processing ends.
+  await expect(row).toHaveAttribute("data-status", "processed", { timeout: 60_000 });
+  await expect(row.getByText("Invoice", { exact: true })).toBeVisible();
+
+  // The same file again is recognised.
+  await page.getByLabel(/Files/).setInputFiles({ name: "copy.pdf", mimeType: "application/pdf", buffer: await (await request.get(await row.getByRole("link").getAttribute("href") ?? "", { headers: { cookie: (await page.context().cookies()).map((c) => `${c.name}=${c.value}`).join("; ") } })).body() });
+  await page.getByRole("button", { name: "Upload" }).click();
+  await expect(page.getByRole("status").filter({ hasText: "web-invoice.pdf is already in your archive." })).toBeVisible();
+
+  page.once("dialog", (dialog) => dialog.accept());
+  await row.getByRole("button", { name: "Delete web-invoice.pdf" }).click();
+  await expect(row).toHaveCount(0);
+});
