@@ -11,6 +11,7 @@ export DOSSIER_E2E_LOG="$DOSSIER_CACHE/e2e-stack.log"
 
 # A clean database each run, so tests never depend on an earlier run's leftovers.
 dropdb --if-exists -h "$PG_HOST" -p "$PG_PORT" -U postgres dossier_e2e
+rm -rf "$DOSSIER_CACHE/data/e2e"
 
 "$ROOT/scripts/stack.sh" >"$DOSSIER_E2E_LOG" 2>&1 &
 stack=$!

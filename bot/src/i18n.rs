@@ -56,8 +56,6 @@ pub enum Text {
     /// `/settings`: the text above the Mini App button.
     Settings,
     SettingsButton,
-    /// `/docs`: the text above the documents button.
-    Docs,
     DocsButton,
     /// Anything that needs a linked account, from someone not linked.
     LinkFirst {
@@ -226,8 +224,6 @@ impl Text {
             (Self::Settings, Ru) => "Настройки, уведомления и ключи доступа — в приложении Dossier:".into(),
             (Self::SettingsButton, En) => "Open settings".into(),
             (Self::SettingsButton, Ru) => "Открыть настройки".into(),
-            (Self::Docs, En) => "Your documents are in the Dossier app:".into(),
-            (Self::Docs, Ru) => "Ваши документы — в приложении Dossier:".into(),
             (Self::DocsButton, En) => "Open documents".into(),
             (Self::DocsButton, Ru) => "Открыть документы".into(),
             (Self::LinkFirst { account_url }, En) => format!(

@@ -158,6 +158,9 @@ pub fn router(state: AppState) -> Router {
             },
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn(
+            app::documents::service::require_multipart,
+        ))
         // Signed service calls are verified (signature, skew, nonce) before any handler runs.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -692,6 +692,34 @@ pub fn content_disposition(name: &str) -> String {
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
+/// Middleware: an upload must be `multipart/form-data` with a boundary. (The server-function
+/// machinery would otherwise panic on a request without one.)
+pub async fn require_multipart(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if request.uri().path() == "/api/documents/upload" {
+        let has_boundary = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                value
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/form-data")
+                    && value.split(';').any(|part| {
+                        part.trim().to_ascii_lowercase().starts_with("boundary=")
+                            && part.trim().len() > "boundary=".len()
+                    })
+            });
+        if !has_boundary {
+            return ApiError::validation("the upload must be multipart/form-data").into_response();
+        }
+    }
+    next.run(request).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

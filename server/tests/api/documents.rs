@@ -391,6 +391,17 @@ async fn unsupported_files_duplicates_and_oversize_files_are_handled_clearly(db:
         2
     );
 
+    // Not multipart at all: a clear 400, not a crash.
+    let reply = call_json(
+        &app,
+        "/api/documents/upload",
+        &serde_json::json!({"file": "x"}),
+        &[("origin", ORIGIN), ("cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["code"], "validation");
+
     // Without a session there is no upload at all.
     let reply = upload(&app, "dossier_session=forged", &[("x.txt", b"hello")]).await;
     assert_eq!(reply.status, 401, "{}", reply.body);
@@ -898,4 +909,97 @@ async fn a_pdf_sent_to_the_bot_is_uploaded_processed_announced_and_on_the_web(db
         .expect("list");
     assert!(list.contains("✅ invoice.pdf — Invoice"), "{list}");
     running.stop().await;
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_notification_waits_for_a_bot_that_is_down_and_is_sent_once(db: sqlx::PgPool) {
+    use crate::bot::{BOT_SECRET, Emulator, RunningBot, bot_config, serve_app};
+
+    let (app, api_url) = serve_app(db.clone()).await;
+    let _workers = Workers::start(&app).await;
+    let emulator = Emulator::start(tgemu::Limits::default()).await;
+    let mut config = bot_config(&emulator, &api_url, (30, 30));
+    config.nats = Some(bot::config::Nats {
+        url: app.state.settings.nats_url.clone(),
+        env: app.state.settings.env.clone(),
+        lease_ttl: Duration::from_secs(10),
+    });
+    let cookie = sign_up(&app, "ann@example.org").await;
+    let owner = user_id(&db, "ann@example.org").await;
+    link_telegram(&db, owner, 8201, "en").await;
+
+    // The bot is down while the document is processed.
+    let pdf = testkit::text_pdf(&[INVOICE]);
+    upload(&app, &cookie, &[("while-down.pdf", &pdf)]).await;
+    finished(&app, &cookie, 1).await;
+    eventually(
+        "the completion was handled",
+        Duration::from_secs(20),
+        || async {
+            count(
+                &db,
+                "SELECT count(*) FROM documents WHERE user_id = $1 AND notified_at IS NOT NULL",
+                owner,
+            )
+            .await
+                == 1
+        },
+    )
+    .await;
+
+    // It comes back: the waiting notification arrives.
+    let running = RunningBot::start(config.clone());
+    chat_until(&emulator, 8201, "the waiting notification", |texts| {
+        texts
+            .iter()
+            .any(|t| t.starts_with("✅ while-down.pdf processed"))
+    })
+    .await;
+    running.stop().await;
+
+    // A restart sends nothing again; a later document proves the bot read the stream since.
+    let running = RunningBot::start(config);
+    let letter = testkit::text_pdf(&["Dear Ann,\nyour order has shipped.\nSincerely, Bob"]);
+    upload(&app, &cookie, &[("later.pdf", &letter)]).await;
+    let texts = chat_until(&emulator, 8201, "the later notification", |texts| {
+        texts
+            .iter()
+            .any(|t| t.starts_with("✅ later.pdf processed"))
+    })
+    .await;
+    assert_eq!(
+        texts
+            .iter()
+            .filter(|t| t.starts_with("✅ while-down.pdf processed"))
+            .count(),
+        1,
+        "{texts:#?}"
+    );
+    running.stop().await;
+
+    // The claim is what keeps a redelivered notification from going out twice.
+    let api = bot::api::Api::new(
+        url::Url::parse(&api_url).expect("url"),
+        "bot".into(),
+        secrecy::SecretString::from(BOT_SECRET),
+    )
+    .expect("api");
+    let first: Vec<String> = api
+        .call(
+            "telegram/notifications/claim",
+            None,
+            &serde_json::json!({"ids": ["x:1"]}),
+        )
+        .await
+        .expect("claim");
+    let again: Vec<String> = api
+        .call(
+            "telegram/notifications/claim",
+            None,
+            &serde_json::json!({"ids": ["x:1"]}),
+        )
+        .await
+        .expect("claim");
+    assert_eq!(first, vec!["x:1"]);
+    assert!(again.is_empty());
 }
