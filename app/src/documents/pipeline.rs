@@ -362,16 +362,10 @@ async fn text_stage(state: &AppState, id: Uuid) -> Result<Outcome, StageError> {
     if pages.iter().all(|page| page.text.trim().is_empty()) {
         return Err(permanent("no readable text was found in it"));
     }
-    let mut tx = state.db.begin().await.context("failed to begin")?;
-    let (stage, status): (String, String) =
-        sqlx::query_as("SELECT stage, status FROM documents WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .context("failed to lock a document")?;
-    if stage != Stage::Text.as_str() {
-        return Ok(resume(&stage, &status));
-    }
+    let mut tx = match begin_at(state, id, Stage::Text).await? {
+        Ok(tx) => tx,
+        Err(outcome) => return Ok(outcome),
+    };
     sqlx::query("DELETE FROM document_pages WHERE document_id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -404,6 +398,26 @@ async fn text_stage(state: &AppState, id: Uuid) -> Result<Outcome, StageError> {
     .context("failed to advance a document")?;
     tx.commit().await.context("failed to commit pages")?;
     Ok(Outcome::Advanced(Stage::Classify))
+}
+
+/// Opens the transaction that writes a stage's results: the document is locked and must still
+/// be at `stage` (another worker may have finished it meanwhile; then where it is instead).
+async fn begin_at(
+    state: &AppState,
+    id: Uuid,
+    stage: Stage,
+) -> anyhow::Result<Result<sqlx::Transaction<'static, sqlx::Postgres>, Outcome>> {
+    let mut tx = state.db.begin().await.context("failed to begin")?;
+    let (current, status): (String, String) =
+        sqlx::query_as("SELECT stage, status FROM documents WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .context("failed to lock a document")?;
+    if current != stage.as_str() {
+        return Ok(Err(resume(&current, &status)));
+    }
+    Ok(Ok(tx))
 }
 
 /// The document's text, pages in order, at most `max_chars` characters.
@@ -477,16 +491,10 @@ async fn embed_stage(state: &AppState, id: Uuid) -> Result<Outcome, StageError> 
         )
         .into());
     }
-    let mut tx = state.db.begin().await.context("failed to begin")?;
-    let (stage, status): (String, String) =
-        sqlx::query_as("SELECT stage, status FROM documents WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .context("failed to lock a document")?;
-    if stage != Stage::Embed.as_str() {
-        return Ok(resume(&stage, &status));
-    }
+    let mut tx = match begin_at(state, id, Stage::Embed).await? {
+        Ok(tx) => tx,
+        Err(outcome) => return Ok(outcome),
+    };
     sqlx::query("DELETE FROM chunks WHERE document_id = $1")
         .bind(id)
         .execute(&mut *tx)

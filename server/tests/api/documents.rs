@@ -115,6 +115,29 @@ pub async fn finished(app: &TestApp, cookie: &str, expected: usize) -> Vec<Value
     }
 }
 
+/// `GET /documents/{id}/file` with a session cookie: status, headers and body.
+async fn download(app: &TestApp, cookie: &str, id: &str) -> (u16, http::HeaderMap, Vec<u8>) {
+    let response = app
+        .request(
+            http::Request::get(format!("/documents/{id}/file"))
+                .header("cookie", cookie)
+                .body(axum::body::Body::empty())
+                .expect("request"),
+        )
+        .await;
+    use http_body_util::BodyExt;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .to_vec();
+    (status, headers, body)
+}
+
 fn find<'a>(documents: &'a [Value], name: &str) -> &'a Value {
     documents
         .iter()
@@ -293,34 +316,19 @@ async fn pdfs_scans_and_russian_scans_are_read_classified_extracted_and_embedded
 
     // The original comes back byte for byte, to its owner only.
     let id = invoice["id"].as_str().expect("id");
-    let response = app
-        .request(
-            http::Request::get(format!("/documents/{id}/file"))
-                .header("cookie", &cookie)
-                .body(axum::body::Body::empty())
-                .expect("request"),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    let (status, headers, body) = download(&app, &cookie, id).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-content-type-options"], "nosniff");
     assert!(
-        response.headers()["content-disposition"]
+        headers["content-disposition"]
             .to_str()
             .expect("ascii")
             .starts_with("attachment; filename=\"invoice.pdf\"")
     );
-    let (_, body) = split(response).await;
-    assert_eq!(body.as_bytes(), pdf.as_slice());
+    assert_eq!(body, pdf);
     let other = sign_up(&app, "eve@example.org").await;
-    let response = app
-        .request(
-            http::Request::get(format!("/documents/{id}/file"))
-                .header("cookie", &other)
-                .body(axum::body::Body::empty())
-                .expect("request"),
-        )
-        .await;
-    assert_eq!(response.status(), 404, "another person's file is not found");
+    let (status, _, _) = download(&app, &other, id).await;
+    assert_eq!(status, 404, "another person's file is not found");
 }
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
@@ -730,6 +738,17 @@ impl Drop for S3Server {
     }
 }
 
+/// The bot's configuration with NATS (notifications), against the emulator and the API.
+fn bot_with_nats(app: &TestApp, emulator: &crate::bot::Emulator, api_url: &str) -> bot::Config {
+    let mut config = crate::bot::bot_config(emulator, api_url, (30, 30));
+    config.nats = Some(bot::config::Nats {
+        url: app.state.settings.nats_url.clone(),
+        env: app.state.settings.env.clone(),
+        lease_ttl: Duration::from_secs(10),
+    });
+    config
+}
+
 /// Sends a file to the bot as a Telegram user (the emulator's control API).
 async fn telegram_sends(
     emulator: &crate::bot::Emulator,
@@ -785,17 +804,12 @@ async fn chat_until(
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn a_pdf_sent_to_the_bot_is_uploaded_processed_announced_and_on_the_web(db: sqlx::PgPool) {
-    use crate::bot::{Emulator, RunningBot, bot_config, serve_app};
+    use crate::bot::{Emulator, RunningBot, serve_app};
 
     let (app, api_url) = serve_app(db.clone()).await;
     let _workers = Workers::start(&app).await;
     let emulator = Emulator::start(tgemu::Limits::default()).await;
-    let mut config = bot_config(&emulator, &api_url, (30, 30));
-    config.nats = Some(bot::config::Nats {
-        url: app.state.settings.nats_url.clone(),
-        env: app.state.settings.env.clone(),
-        lease_ttl: Duration::from_secs(10),
-    });
+    let config = bot_with_nats(&app, &emulator, &api_url);
     let running = RunningBot::start(config);
     let cookie = sign_up(&app, "ann@example.org").await;
     let owner = user_id(&db, "ann@example.org").await;
@@ -825,17 +839,9 @@ async fn a_pdf_sent_to_the_bot_is_uploaded_processed_announced_and_on_the_web(db
     let documents = finished(&app, &cookie, 1).await;
     assert_eq!(documents[0]["file_name"], "invoice.pdf");
     let id = documents[0]["id"].as_str().expect("id");
-    let response = app
-        .request(
-            http::Request::get(format!("/documents/{id}/file"))
-                .header("cookie", &cookie)
-                .body(axum::body::Body::empty())
-                .expect("request"),
-        )
-        .await;
-    let (status, body) = split(response).await;
+    let (status, _, body) = download(&app, &cookie, id).await;
     assert_eq!(status, 200);
-    assert_eq!(body.as_bytes(), pdf.as_slice());
+    assert_eq!(body, pdf);
 
     // The same file again: recognised in the chat.
     telegram_sends(&emulator, 8101, "documents", "again.pdf", &pdf, None).await;
@@ -913,17 +919,12 @@ async fn a_pdf_sent_to_the_bot_is_uploaded_processed_announced_and_on_the_web(db
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn a_notification_waits_for_a_bot_that_is_down_and_is_sent_once(db: sqlx::PgPool) {
-    use crate::bot::{BOT_SECRET, Emulator, RunningBot, bot_config, serve_app};
+    use crate::bot::{BOT_SECRET, Emulator, RunningBot, serve_app};
 
     let (app, api_url) = serve_app(db.clone()).await;
     let _workers = Workers::start(&app).await;
     let emulator = Emulator::start(tgemu::Limits::default()).await;
-    let mut config = bot_config(&emulator, &api_url, (30, 30));
-    config.nats = Some(bot::config::Nats {
-        url: app.state.settings.nats_url.clone(),
-        env: app.state.settings.env.clone(),
-        lease_ttl: Duration::from_secs(10),
-    });
+    let config = bot_with_nats(&app, &emulator, &api_url);
     let cookie = sign_up(&app, "ann@example.org").await;
     let owner = user_id(&db, "ann@example.org").await;
     link_telegram(&db, owner, 8201, "en").await;
