@@ -58,7 +58,15 @@ fn status_label(status: DocStatus) -> &'static str {
 fn Documents() -> impl IntoView {
     // Bumped after an upload or a deletion, and by the poll while anything is pending.
     let version = RwSignal::new(0u32);
-    let documents = Resource::new(move || version.get(), |_| list_documents());
+    // Fetched and shown in the browser only, after hydration: the list changes by the second
+    // while documents are processed, so a server-rendered copy could differ from the one the
+    // browser reads, and hydration would fail on the difference.
+    let documents = LocalResource::new(move || {
+        version.track();
+        list_documents()
+    });
+    let mounted = RwSignal::new(false);
+    Effect::new(move |_| mounted.set(true));
     let uploaded: RwSignal<Option<Result<Vec<UploadReceipt>, ApiError>>> = RwSignal::new(None);
     let uploading = RwSignal::new(false);
     let deleting = ServerAction::<DeleteDocument>::new();
@@ -163,36 +171,35 @@ fn Documents() -> impl IntoView {
         </section>
         <section class="card" aria-labelledby="list-heading">
             <h2 id="list-heading">"Your archive"</h2>
-            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
-                {move || {
-                    documents
-                        .get()
-                        .map(|result| match result {
-                            Ok(list) if list.is_empty() => {
-                                view! {
-                                    <p class="muted">
-                                        "Nothing here yet. Upload a file, or send one to the Telegram bot."
-                                    </p>
-                                }
-                                    .into_any()
-                            }
-                            Ok(list) => {
-                                view! {
-                                    <ul class="documents">
-                                        {list
-                                            .into_iter()
-                                            .map(|document| {
-                                                view! { <DocumentRow document deleting /> }
-                                            })
-                                            .collect_view()}
-                                    </ul>
-                                }
-                                    .into_any()
-                            }
-                            Err(error) => error_view(error).into_any(),
-                        })
-                }}
-            </Transition>
+            {move || {
+                let loading = || view! { <p class="muted">"Loading…"</p> }.into_any();
+                if !mounted.get() {
+                    return loading();
+                }
+                match documents.get() {
+                    None => loading(),
+                    Some(Ok(list)) if list.is_empty() => {
+                        view! {
+                            <p class="muted">
+                                "Nothing here yet. Upload a file, or send one to the Telegram bot."
+                            </p>
+                        }
+                            .into_any()
+                    }
+                    Some(Ok(list)) => {
+                        view! {
+                            <ul class="documents">
+                                {list
+                                    .into_iter()
+                                    .map(|document| view! { <DocumentRow document deleting /> })
+                                    .collect_view()}
+                            </ul>
+                        }
+                            .into_any()
+                    }
+                    Some(Err(error)) => error_view(error).into_any(),
+                }
+            }}
         </section>
     }
 }
