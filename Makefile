@@ -56,4 +56,4 @@ e2e: build services
 test: lint test-rust e2e
 
 bench: services
-	$(TEST_ENV) cargo bench -p server --features app/ssr --bench auth --bench bot --bench documents
+	$(TEST_ENV) cargo bench -p server --features app/ssr --bench auth --bench bot --bench documents --bench rag

@@ -74,6 +74,44 @@ pub struct Settings {
     /// Uploads and the document pipeline.
     #[serde(default)]
     pub documents: DocumentSettings,
+    /// A Qdrant server (gRPC, e.g. `http://127.0.0.1:6334`): chunks' vectors are upserted
+    /// there too and searched there. Unset: vectors live only in PostgreSQL.
+    #[serde(default)]
+    pub qdrant_url: Option<String>,
+    #[serde(default, serialize_with = "expose_opt")]
+    pub qdrant_api_key: Option<SecretString>,
+    /// An Ollama server (e.g. `http://127.0.0.1:11434`): classification, field extraction and
+    /// answers by its chat model, and embeddings by its embedding model when one is named.
+    /// Unset: the local rules, the local embedding model and extractive answers.
+    #[serde(default)]
+    pub ollama_url: Option<String>,
+    #[serde(default)]
+    pub ollama: OllamaSettings,
+}
+
+/// `DOSSIER_OLLAMA__CHAT_MODEL`, … (used only when `ollama_url` is set).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OllamaSettings {
+    /// The chat model for classification, extraction and answers.
+    pub chat_model: String,
+    /// An embedding model (e.g. `nomic-embed-text`); unset keeps the local model.
+    pub embed_model: Option<String>,
+    /// Longest wait for a response (or, when streaming, between two chunks).
+    pub timeout_secs: u64,
+    /// Further attempts after a failed call (connection refused, 5xx).
+    pub retries: u32,
+}
+
+impl Default for OllamaSettings {
+    fn default() -> Self {
+        Self {
+            chat_model: "llama3.1:8b".into(),
+            embed_model: None,
+            timeout_secs: 120,
+            retries: 2,
+        }
+    }
 }
 
 /// `DOSSIER_DOCUMENTS__MAX_UPLOAD_MB`, … (all optional).
@@ -183,6 +221,10 @@ impl Default for Settings {
             s3: S3Settings::default(),
             model_dir: PathBuf::from("data/models/all-MiniLM-L6-v2"),
             documents: DocumentSettings::default(),
+            qdrant_url: None,
+            qdrant_api_key: None,
+            ollama_url: None,
+            ollama: OllamaSettings::default(),
         }
     }
 }

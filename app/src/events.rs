@@ -74,6 +74,16 @@ impl Subjects {
     pub fn push_link_bucket(&self) -> String {
         format!("{}-push-link", self.env)
     }
+
+    /// KV bucket `{env}-answers`: the answer cache.
+    pub fn answers_bucket(&self) -> String {
+        format!("{}-answers", self.env)
+    }
+
+    /// `{env}.rag.answers.{id}`: a generated answer as it grows (core NATS).
+    pub fn answer_stream(&self, id: &str) -> String {
+        format!("{}.rag.answers.{id}", self.env)
+    }
 }
 
 /// How long a notification waits for the bot (a bot down for longer misses it).

@@ -7,9 +7,12 @@ pub mod documents;
 pub mod error;
 pub mod notifications;
 pub mod pages;
+pub mod rag;
 pub mod system;
 pub mod telegram;
 
+#[cfg(feature = "ssr")]
+pub mod adapters;
 #[cfg(feature = "ssr")]
 pub mod config;
 #[cfg(feature = "ssr")]

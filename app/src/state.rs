@@ -22,8 +22,14 @@ pub struct AppState {
     pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
     /// Where documents' files live: local files or S3.
     pub objects: Arc<dyn object_store::ObjectStore>,
-    /// The embedding model (loaded on first use).
+    /// The embedding model (loaded on first use, or Ollama's when configured).
     pub models: Arc<crate::documents::pipeline::Models>,
+    /// Ollama, when `ollama_url` is set: classification, extraction and answers.
+    pub ollama: Option<Arc<crate::adapters::ollama::OllamaClient>>,
+    /// Qdrant, when `qdrant_url` is set: chunk vectors are upserted and searched there.
+    pub qdrant: Option<Arc<crate::adapters::qdrant::QdrantIndex>>,
+    /// People's vectors in memory for the embedded search.
+    pub vectors: Arc<crate::rag::retrieve::VectorCache>,
     /// Set once this process made sure the JetStream streams exist.
     pub streams: Arc<tokio::sync::OnceCell<()>>,
 }

@@ -111,17 +111,52 @@ impl Api {
             .await
     }
 
-    async fn send<O: DeserializeOwned>(
+    /// GETs a file route (`/documents/{id}/file?part=1`) acting for `telegram_user`.
+    pub async fn download(
         &self,
-        endpoint: &str,
+        path_and_query: &str,
         telegram_user: Option<i64>,
-        content_type: &str,
-        body: Vec<u8>,
-    ) -> Result<O, ApiError> {
-        let path = format!("/api/{endpoint}");
-        let url = self.base.join(&path).map_err(|e| ApiError::Request {
-            message: e.to_string(),
+    ) -> Result<bytes::Bytes, ApiError> {
+        let url = self
+            .base
+            .join(path_and_query)
+            .map_err(|e| ApiError::Request {
+                message: e.to_string(),
+            })?;
+        let request = self.signed(
+            self.http.get(url),
+            "GET",
+            path_and_query,
+            telegram_user,
+            &[],
+        );
+        let response = request.send().await.map_err(|error| {
+            tracing::warn!(error = %error, "the Dossier API is unreachable");
+            ApiError::Unavailable
         })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|_| ApiError::Unavailable)?;
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        Err(
+            serde_json::from_slice::<ApiError>(&bytes).unwrap_or(if status.is_server_error() {
+                ApiError::Unavailable
+            } else {
+                ApiError::NotFound
+            }),
+        )
+    }
+
+    /// Adds the service signature headers to a request.
+    fn signed(
+        &self,
+        request: reqwest::RequestBuilder,
+        method: &str,
+        path_and_query: &str,
+        telegram_user: Option<i64>,
+        body: &[u8],
+    ) -> reqwest::RequestBuilder {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
@@ -133,17 +168,13 @@ impl Api {
             service: &self.service,
             timestamp,
             nonce: &nonce,
-            method: "POST",
-            path_and_query: &path,
+            method,
+            path_and_query,
             acting_user: &acting_user,
-            body: &body,
+            body,
         }
         .sign(self.secret.expose_secret().as_bytes());
-        let mut request = self
-            .http
-            .post(url)
-            .header("content-type", content_type)
-            .header("accept", "application/json")
+        let mut request = request
             .header(signing::HEADER_SERVICE, &self.service)
             .header(signing::HEADER_TIMESTAMP, timestamp.to_string())
             .header(signing::HEADER_NONCE, &nonce)
@@ -151,6 +182,30 @@ impl Api {
         if !acting_user.is_empty() {
             request = request.header(signing::HEADER_ACTING_USER, &acting_user);
         }
+        request
+    }
+
+    async fn send<O: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        telegram_user: Option<i64>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<O, ApiError> {
+        let path = format!("/api/{endpoint}");
+        let url = self.base.join(&path).map_err(|e| ApiError::Request {
+            message: e.to_string(),
+        })?;
+        let request = self.signed(
+            self.http
+                .post(url)
+                .header("content-type", content_type)
+                .header("accept", "application/json"),
+            "POST",
+            &path,
+            telegram_user,
+            &body,
+        );
         let response = request.body(body).send().await.map_err(|error| {
             tracing::warn!(endpoint, error = %error, "the Dossier API is unreachable");
             ApiError::Unavailable

@@ -165,13 +165,14 @@ async fn on_message(ctx: &Ctx, message: Message) -> anyhow::Result<()> {
         }
         return crate::documents::on_file(ctx, &message, user, lang, file).await;
     }
-    let filed_kind = message.text().is_some();
-    let reply = if !filed_kind {
-        Text::Unsupported
-    } else if !status.linked {
-        link_first(ctx)
-    } else {
-        Text::NotUnderstood
+    let reply = match message.text() {
+        None => Text::Unsupported,
+        Some(_) if !status.linked => link_first(ctx),
+        // Plain text from a linked person is a question.
+        Some(question) if !question.trim().is_empty() => {
+            return crate::ask::on_question(ctx, chat, user, lang, question).await;
+        }
+        Some(_) => Text::NotUnderstood,
     };
     say(ctx, chat, &reply, lang).await?;
     Ok(())
@@ -236,6 +237,15 @@ async fn on_command(
             let button = web_app_button(ctx, &Text::SettingsButton, lang, "/app/settings");
             say_with(ctx, chat, &Text::Settings, lang, button).await?;
         }
+        "ask" => {
+            if !status.linked {
+                say(ctx, chat, &link_first(ctx), lang).await?;
+            } else if payload.is_empty() {
+                say(ctx, chat, &Text::AskHow, lang).await?;
+            } else {
+                crate::ask::on_question(ctx, chat, user, lang, payload).await?;
+            }
+        }
         "docs" => {
             if !status.linked {
                 say(ctx, chat, &link_first(ctx), lang).await?;
@@ -278,6 +288,9 @@ async fn on_unparsed(ctx: &Ctx, value: &serde_json::Value) -> anyhow::Result<()>
 
 async fn on_callback(ctx: &Ctx, query: CallbackQuery) -> anyhow::Result<()> {
     if let Some(handled) = crate::push::on_callback(ctx, &query).await {
+        return handled;
+    }
+    if let Some(handled) = crate::ask::on_callback(ctx, &query).await {
         return handled;
     }
     let lang = Lang::from_code(query.from.language_code.as_deref());

@@ -131,6 +131,37 @@ pub enum Text {
         name: String,
         reason: String,
     },
+    /// A question whose answer is not in the person's documents.
+    NotFound,
+    /// `/ask` without a question.
+    AskHow,
+    /// An answer: generated text (with [n] citations) and/or quoted passages, then sources.
+    Answer {
+        generated: Option<String>,
+        /// (source number, quoted text)
+        passages: Vec<(u32, String)>,
+        /// (source number, file name, page)
+        sources: Vec<(u32, String, u32)>,
+    },
+    /// A generated answer while it is still being written.
+    AnswerGrowing {
+        text: String,
+    },
+    /// Questions come too fast.
+    AskTooFast {
+        retry_after_secs: u64,
+    },
+    QuestionTooLong {
+        max: usize,
+    },
+    /// The label of a source button.
+    SourceButton {
+        n: u32,
+        file_name: String,
+        page: u32,
+    },
+    /// A tapped source that is gone (deleted, or never the person's).
+    SourceGone,
     DocsEmpty,
     /// `/docs`: the latest documents, one line each.
     DocsList {
@@ -218,8 +249,8 @@ impl Text {
                 "С возвращением! Этот чат связан с <b>{}</b>.\nПрисылайте документы и фото или задайте вопрос.",
                 escape(email)
             ),
-            (Self::Help, En) => "<b>Dossier</b> keeps your papers.\n\n• Send a document or a photo: I file it, read it and tell you when it is processed.\n• Ask a question in plain words: I answer from your documents and show the sources.\n\n/docs — your documents\n/settings — settings and notifications\n/unlink — unlink this chat\n/help — this message".into(),
-            (Self::Help, Ru) => "<b>Dossier</b> хранит ваши бумаги.\n\n• Пришлите документ или фото: я сохраню его, прочитаю и сообщу, когда он обработан.\n• Задайте вопрос обычными словами: я отвечу по вашим документам и покажу источники.\n\n/docs — ваши документы\n/settings — настройки и уведомления\n/unlink — отвязать этот чат\n/help — эта справка".into(),
+            (Self::Help, En) => "<b>Dossier</b> keeps your papers.\n\n• Send a document or a photo: I file it, read it and tell you when it is processed.\n• Ask a question in plain words (or /ask …): I answer from your documents and show the sources.\n\n/docs — your documents\n/settings — settings and notifications\n/unlink — unlink this chat\n/help — this message".into(),
+            (Self::Help, Ru) => "<b>Dossier</b> хранит ваши бумаги.\n\n• Пришлите документ или фото: я сохраню его, прочитаю и сообщу, когда он обработан.\n• Задайте вопрос обычными словами (или /ask …): я отвечу по вашим документам и покажу источники.\n\n/docs — ваши документы\n/settings — настройки и уведомления\n/unlink — отвязать этот чат\n/help — эта справка".into(),
             (Self::Settings, En) => "Settings, notifications and passkeys are in the Dossier app:".into(),
             (Self::Settings, Ru) => "Настройки, уведомления и ключи доступа — в приложении Dossier:".into(),
             (Self::SettingsButton, En) => "Open settings".into(),
@@ -346,6 +377,63 @@ impl Text {
                 escape(name),
                 escape(reason)
             ),
+            (Self::AskHow, En) => "Ask me anything about your documents, e.g. <code>/ask what is my passport number?</code> — or just type the question.".into(),
+            (Self::AskHow, Ru) => "Спросите что угодно о ваших документах, например <code>/ask какой номер паспорта?</code> — или просто напишите вопрос.".into(),
+            (Self::NotFound, En) => "I could not find this in your documents.".into(),
+            (Self::NotFound, Ru) => "Я не нашёл этого в ваших документах.".into(),
+            (Self::Answer { generated, passages, sources }, lang) => {
+                let mut text = String::new();
+                if let Some(generated) = generated {
+                    text.push_str(&escape(generated));
+                    text.push_str("\n\n");
+                } else {
+                    text.push_str(match lang {
+                        En => "From your documents:\n\n",
+                        Ru => "Из ваших документов:\n\n",
+                    });
+                    for (n, passage) in passages {
+                        text.push_str(&format!("«{}» [{n}]\n", escape(passage)));
+                    }
+                    text.push('\n');
+                }
+                text.push_str(match lang {
+                    En => "<b>Sources</b>",
+                    Ru => "<b>Источники</b>",
+                });
+                for (n, name, page) in sources {
+                    let page = match lang {
+                        En => format!("page {page}"),
+                        Ru => format!("стр. {page}"),
+                    };
+                    text.push_str(&format!("\n[{n}] {} · {page}", escape(name)));
+                }
+                text
+            }
+            (Self::AnswerGrowing { text }, _) => format!("{} ▍", escape(text)),
+            (Self::AskTooFast { retry_after_secs }, En) => format!(
+                "You are asking faster than I can look. Please try again in {retry_after_secs} s."
+            ),
+            (Self::AskTooFast { retry_after_secs }, Ru) => format!(
+                "Слишком много вопросов подряд. Попробуйте снова через {retry_after_secs} с."
+            ),
+            (Self::QuestionTooLong { max }, En) => {
+                format!("That question is too long: please ask in at most {max} characters.")
+            }
+            (Self::QuestionTooLong { max }, Ru) => {
+                format!("Слишком длинный вопрос: не больше {max} символов, пожалуйста.")
+            }
+            (Self::SourceButton { n, file_name, page }, lang) => {
+                let mut name: String = file_name.chars().take(28).collect();
+                if file_name.chars().count() > 28 {
+                    name.push('…');
+                }
+                match lang {
+                    En => format!("📄 [{n}] {name} · p. {page}"),
+                    Ru => format!("📄 [{n}] {name} · стр. {page}"),
+                }
+            }
+            (Self::SourceGone, En) => "This document is no longer in your archive.".into(),
+            (Self::SourceGone, Ru) => "Этого документа больше нет в вашем архиве.".into(),
             (Self::DocsEmpty, En) => "Your archive is empty. Send me a document or a photo to start.".into(),
             (Self::DocsEmpty, Ru) => "Архив пуст. Пришлите документ или фото, чтобы начать.".into(),
             (Self::DocsList { documents }, lang) => {

@@ -7,6 +7,7 @@
 //! under Telegram's rates and, on a 429, waits `retry_after` and retries.
 
 pub mod api;
+pub mod ask;
 pub mod config;
 pub mod documents;
 pub mod handlers;
@@ -42,6 +43,8 @@ pub struct Ctx {
     pub max_file_bytes: u64,
     /// Status messages of albums being received.
     pub albums: documents::Albums,
+    /// NATS and the environment, once connected: growing answers arrive there.
+    pub answers: std::sync::OnceLock<(async_nats::Client, String)>,
 }
 
 /// Per-update handling times, for `make bench` (bounded; oldest dropped).
@@ -92,6 +95,10 @@ fn commands(lang: i18n::Lang) -> Vec<BotCommand> {
         ),
         BotCommand::new("docs", describe("Your documents", "Ваши документы")),
         BotCommand::new(
+            "ask",
+            describe("Ask about your documents", "Вопрос по документам"),
+        ),
+        BotCommand::new(
             "settings",
             describe("Settings and notifications", "Настройки и уведомления"),
         ),
@@ -133,6 +140,7 @@ pub fn context(config: &Config) -> anyhow::Result<(Bot, Arc<Ctx>)> {
             stats: Stats::default(),
             max_file_bytes: config.max_file_bytes,
             albums: documents::Albums::default(),
+            answers: std::sync::OnceLock::new(),
         }),
     ))
 }
@@ -177,6 +185,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         )),
         None => None,
     };
+    if let Some((client, nats)) = &nats {
+        let _ = ctx.answers.set((client.clone(), nats.env.clone()));
+    }
     // Push-link requests and notifications arrive over NATS while updates are handled.
     let workers: Vec<_> = nats
         .iter()

@@ -119,3 +119,33 @@ test("a file uploaded on the web is processed and can be deleted", async ({ page
   await row.getByRole("button", { name: "Delete web-invoice.pdf" }).click();
   await expect(row).toHaveCount(0);
 });
+
+test("a question on the documents page is answered with a quote and a source that downloads", async ({ page, request }) => {
+  test.setTimeout(90_000);
+  await signUpAndLink(page, request);
+  await page.goto("/documents");
+  await waitForHydration(page);
+  const number = `${10 + Math.floor(Math.random() * 89)} ${1000000 + Math.floor(Math.random() * 8999999)}`;
+  const passport = Buffer.from(
+    `REPUBLIC OF EXAMPLE\nPASSPORT\nSurname: DOE\nPassport No. ${number}\nDate of birth: 12.03.1985\n`,
+  );
+  await page.getByLabel(/Files/).setInputFiles({ name: "passport.txt", mimeType: "text/plain", buffer: passport });
+  await page.getByRole("button", { name: "Upload" }).click();
+  const row = page.locator("li.document", { hasText: "passport.txt" });
+  await expect(row).toHaveAttribute("data-status", "processed", { timeout: 60_000 });
+
+  await page.getByLabel("Question").fill("What is my passport number?");
+  await page.getByRole("button", { name: "Ask" }).click();
+  const answer = page.locator(".answer");
+  await expect(answer.locator("q")).toContainText(`Passport No. ${number}`);
+  const source = answer.getByRole("link", { name: "[1] passport.txt · page 1" });
+  await expect(source).toBeVisible();
+  const [download] = await Promise.all([page.waitForEvent("download"), source.click()]);
+  const fs = await import("node:fs");
+  expect(fs.readFileSync(await download.path()).equals(passport)).toBe(true);
+
+  // Nothing about it in the archive: said so, not invented.
+  await page.getByLabel("Question").fill("How tall is Mount Everest?");
+  await page.getByRole("button", { name: "Ask" }).click();
+  await expect(answer).toHaveText("I could not find this in your documents.");
+});

@@ -49,6 +49,40 @@ impl Chat {
             .count())
     }
 
+    /// The bot's answers to questions so far.
+    async fn answers(&self) -> anyhow::Result<usize> {
+        let history: Vec<Value> = self
+            .http
+            .get(format!("{}/control/chats/{CHAT}/history", self.emulator))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(history
+            .iter()
+            .filter(|m| m["from"]["is_bot"] == true)
+            .filter(|m| {
+                m["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("Sources") || t.contains("could not find this"))
+            })
+            .count())
+    }
+
+    async fn say(&self, text: &str) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .post(format!("{}/control/users/{CHAT}/messages", self.emulator))
+            .json(&json!({ "text": text, "first_name": "Bench" }))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "the emulator refused a message"
+        );
+        Ok(())
+    }
+
     async fn send(&self, kind: &str, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
         let response = self
             .http
@@ -123,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
                 "telegram:updates".into(),
                 "documents:upload".into(),
                 "documents:read".into(),
+                "rag:query".into(),
             ],
         },
     );
@@ -260,6 +295,22 @@ async fn main() -> anyhow::Result<()> {
         (DOCS * PAGES) as f64 / elapsed.as_secs_f64(),
         DOCS as f64 / elapsed.as_secs_f64()
     );
+
+    // Questions in the chat: a message sent → the answer visible (extractive, with sources).
+    // Each question is new, so no answer comes from the cache.
+    let mut samples = Vec::new();
+    for n in 0..20 {
+        let before = chat.answers().await?;
+        let started = Instant::now();
+        chat.say(&format!("What is the total of invoice INV-{n}? ({n})"))
+            .await?;
+        while chat.answers().await? == before {
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "no answer");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        samples.push(started.elapsed());
+    }
+    line("question sent → answer with sources visible", &mut samples);
 
     shutdown.cancel();
     for worker in workers {

@@ -116,10 +116,36 @@ pub fn state_from_parts(
         );
     }
     let objects = app::documents::storage::from_settings(&settings)?;
+    let ollama = match &settings.ollama_url {
+        Some(url) => Some(Arc::new(app::adapters::ollama::OllamaClient::new(
+            url,
+            &settings.ollama,
+        )?)),
+        None => None,
+    };
+    let remote_embedder: Option<Arc<dyn app::documents::embed::Embedder>> =
+        match (&ollama, &settings.ollama.embed_model) {
+            (Some(client), Some(model)) => Some(Arc::new(
+                app::adapters::ollama::OllamaEmbedder::new(client.clone(), model.clone()),
+            )),
+            _ => None,
+        };
+    let qdrant = match &settings.qdrant_url {
+        Some(url) => Some(Arc::new(app::adapters::qdrant::QdrantIndex::new(
+            url,
+            settings.qdrant_api_key.as_ref(),
+            &settings.env,
+        )?)),
+        None => None,
+    };
     let models = Arc::new(app::documents::pipeline::Models::new(
         settings.model_dir.clone(),
+        remote_embedder,
     ));
     Ok(AppState {
+        ollama,
+        qdrant,
+        vectors: Arc::new(app::rag::retrieve::VectorCache::default()),
         webauthn,
         objects,
         models,

@@ -133,7 +133,7 @@ impl Fields {
 }
 
 #[cfg(feature = "ssr")]
-pub use rules::extract;
+pub use rules::{decimal, extract, mod97 as valid_iban};
 
 #[cfg(feature = "ssr")]
 mod rules {
@@ -288,7 +288,7 @@ mod rules {
     }
 
     /// `1.234,56` / `1,234.56` / `1 234,56` / `12,5` → `1234.56` / `12.50`.
-    fn decimal(number: &str) -> Option<String> {
+    pub fn decimal(number: &str) -> Option<String> {
         let cleaned: String = number
             .chars()
             .filter(|c| !c.is_whitespace() && *c != '\u{a0}')
@@ -307,7 +307,7 @@ mod rules {
         Some(format!("{whole}.{:0<2}", fraction))
     }
 
-    fn mod97(iban: &str) -> bool {
+    pub fn mod97(iban: &str) -> bool {
         if !(15..=34).contains(&iban.len()) {
             return false;
         }

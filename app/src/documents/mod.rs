@@ -13,6 +13,8 @@ pub mod chunk;
 #[cfg(feature = "ssr")]
 pub mod embed;
 #[cfg(feature = "ssr")]
+pub mod llm;
+#[cfg(feature = "ssr")]
 pub mod pipeline;
 #[cfg(feature = "ssr")]
 pub mod service;
@@ -152,6 +154,44 @@ pub async fn delete_document(id: Uuid) -> Result<(), ApiError> {
             let caller = authorize(Permission::DocumentsUpload).await?;
             let state = crate::state::app_state()?;
             service::delete(&state, caller.user_id, id).await
+        }
+        .await,
+    )
+}
+
+/// One stored file of a document, as the bot needs it to send it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TelegramFilePart {
+    pub part: i32,
+    pub file_name: String,
+    /// Telegram's id of this file once the bot sent it: send by id, never upload twice.
+    pub telegram_file_id: Option<String>,
+}
+
+/// The files of one of the caller's documents (the bot sends them when a source is tapped).
+/// Another person's document is `not_found`.
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "documents/telegram-file", input = Json)]
+pub async fn telegram_file(id: Uuid) -> Result<Vec<TelegramFilePart>, ApiError> {
+    crate::error::respond(
+        async {
+            use crate::auth::principal::{Permission, authorize};
+            let caller = authorize(Permission::DocumentsRead).await?;
+            let state = crate::state::app_state()?;
+            service::telegram_parts(&state.db, caller.user_id, id).await
+        }
+        .await,
+    )
+}
+
+/// Records the Telegram `file_id` of a part the bot just sent.
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "documents/telegram-file-id", input = Json)]
+pub async fn record_telegram_file_id(id: Uuid, part: i32, file_id: String) -> Result<(), ApiError> {
+    crate::error::respond(
+        async {
+            use crate::auth::principal::{Permission, authorize};
+            let caller = authorize(Permission::DocumentsRead).await?;
+            let state = crate::state::app_state()?;
+            service::record_telegram_file_id(&state.db, caller.user_id, id, part, &file_id).await
         }
         .await,
     )

@@ -98,19 +98,25 @@ fn permanent(reason: impl Into<String>) -> StageError {
 pub struct Models {
     model_dir: PathBuf,
     local: OnceCell<Arc<MiniLm>>,
+    /// A networked embedder (Ollama) that replaces the local model when configured.
+    remote: Option<Arc<dyn Embedder>>,
     prototypes: OnceCell<Vec<Vec<f32>>>,
 }
 
 impl Models {
-    pub fn new(model_dir: PathBuf) -> Self {
+    pub fn new(model_dir: PathBuf, remote: Option<Arc<dyn Embedder>>) -> Self {
         Self {
             model_dir,
             local: OnceCell::new(),
+            remote,
             prototypes: OnceCell::new(),
         }
     }
 
     pub async fn embedder(&self) -> anyhow::Result<Arc<dyn Embedder>> {
+        if let Some(remote) = &self.remote {
+            return Ok(remote.clone());
+        }
         let dir = self.model_dir.clone();
         let model = self
             .local
@@ -433,12 +439,31 @@ async fn document_text(state: &AppState, id: Uuid, max_chars: i32) -> anyhow::Re
     Ok(text.unwrap_or_default())
 }
 
-async fn classify_stage(state: &AppState, id: Uuid) -> Result<Outcome, StageError> {
-    let text = document_text(state, id, 20_000).await?;
-    let rules = classify::rule_scores(&text);
+/// Rules plus the embedding model's similarity to each type.
+async fn classify_locally(state: &AppState, text: &str) -> anyhow::Result<(DocType, f32)> {
+    let rules = classify::rule_scores(text);
     let excerpt: String = text.chars().take(1500).collect();
     let similarities = state.models.type_similarities(&excerpt).await?;
-    let (doc_type, confidence) = classify::decide(&rules, Some(&similarities));
+    Ok(classify::decide(&rules, Some(&similarities)))
+}
+
+async fn classify_stage(state: &AppState, id: Uuid) -> Result<Outcome, StageError> {
+    let text = document_text(state, id, 20_000).await?;
+    let (doc_type, confidence) = match &state.ollama {
+        Some(ollama) => match super::llm::classify(ollama, &text).await {
+            Ok(found) => found,
+            Err(error) => {
+                // The document still gets a type: the local one, rather than waiting for
+                // an LLM that may be down for hours.
+                tracing::warn!(error = ?error, document = %id, "Ollama could not classify; using the local rules");
+                match classify_locally(state, &text).await {
+                    Ok(found) => found,
+                    Err(_) => classify::decide(&classify::rule_scores(&text), None),
+                }
+            }
+        },
+        None => classify_locally(state, &text).await?,
+    };
     advance(
         state,
         id,
@@ -452,7 +477,15 @@ async fn classify_stage(state: &AppState, id: Uuid) -> Result<Outcome, StageErro
 
 async fn extract_stage(state: &AppState, id: Uuid) -> Result<Outcome, StageError> {
     let text = document_text(state, id, 200_000).await?;
-    let found: Fields = fields::extract(&text);
+    let mut found: Fields = fields::extract(&text);
+    if let Some(ollama) = &state.ollama {
+        match super::llm::extract(ollama, &text).await {
+            Ok(more) => found = super::llm::merge(found, more),
+            Err(error) => {
+                tracing::warn!(error = ?error, document = %id, "Ollama could not extract fields; keeping the rules' fields");
+            }
+        }
+    }
     advance(state, id, Stage::Extract, "embed", "fields = $2", |query| {
         query.bind(sqlx::types::Json(found))
     })
@@ -491,15 +524,6 @@ async fn embed_stage(state: &AppState, id: Uuid) -> Result<Outcome, StageError> 
         )
         .into());
     }
-    let mut tx = match begin_at(state, id, Stage::Embed).await? {
-        Ok(tx) => tx,
-        Err(outcome) => return Ok(outcome),
-    };
-    sqlx::query("DELETE FROM chunks WHERE document_id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .context("failed to clear chunks")?;
     let ordinals: Vec<i32> = chunks
         .iter()
         .map(|c| i32::try_from(c.ordinal).unwrap_or(i32::MAX))
@@ -508,6 +532,29 @@ async fn embed_stage(state: &AppState, id: Uuid) -> Result<Outcome, StageError> 
         .iter()
         .map(|c| i32::try_from(c.page).unwrap_or(i32::MAX))
         .collect();
+    let mut tx = match begin_at(state, id, Stage::Embed).await? {
+        Ok(tx) => tx,
+        Err(outcome) => return Ok(outcome),
+    };
+    // Qdrant first, under the document's lock: its point ids are derived from (document,
+    // chunk), so a retry after a failed commit overwrites the same points.
+    if let Some(qdrant) = &state.qdrant {
+        let points: Vec<crate::adapters::qdrant::ChunkVector<'_>> = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, vector)| crate::adapters::qdrant::ChunkVector {
+                ordinal: ordinals[i],
+                page: page_numbers[i],
+                vector,
+            })
+            .collect();
+        qdrant.upsert(user_id, id, &points).await?;
+    }
+    sqlx::query("DELETE FROM chunks WHERE document_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .context("failed to clear chunks")?;
     let embeddings: Vec<Vec<u8>> = vectors.iter().map(|v| to_bytes(v)).collect();
     sqlx::query(
         "INSERT INTO chunks (document_id, user_id, model, ordinal, page, text, embedding)

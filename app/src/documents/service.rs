@@ -586,6 +586,74 @@ pub async fn read_file(
     })
 }
 
+/// The files of one of the caller's documents, with their Telegram file ids.
+pub async fn telegram_parts(
+    db: &sqlx::PgPool,
+    user_id: Uuid,
+    id: Uuid,
+) -> Result<Vec<crate::documents::TelegramFilePart>, ApiError> {
+    let rows: Vec<(i32, String, String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT f.part, d.file_name, f.content_type, f.telegram_file_id,
+                (SELECT count(*) FROM document_files g WHERE g.document_id = d.id)
+           FROM documents d JOIN document_files f ON f.document_id = d.id
+          WHERE d.user_id = $1 AND d.id = $2 ORDER BY f.part",
+    )
+    .bind(user_id)
+    .bind(id)
+    .fetch_all(db)
+    .await
+    .context("failed to list a document's files")
+    .map_err(internal)?;
+    if rows.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    Ok(rows
+        .into_iter()
+        .map(
+            |(part, name, content_type, file_id, parts)| crate::documents::TelegramFilePart {
+                part,
+                file_name: if parts > 1 {
+                    format!("{name} ({part}).{}", extension_for(&content_type))
+                } else {
+                    name
+                },
+                telegram_file_id: file_id,
+            },
+        )
+        .collect())
+}
+
+/// Remembers the Telegram file id of a part of the caller's document.
+pub async fn record_telegram_file_id(
+    db: &sqlx::PgPool,
+    user_id: Uuid,
+    id: Uuid,
+    part: i32,
+    file_id: &str,
+) -> Result<(), ApiError> {
+    if file_id.is_empty() || file_id.len() > 256 || !file_id.is_ascii() {
+        return Err(ApiError::field("file_id", "Not a Telegram file id."));
+    }
+    let updated = sqlx::query(
+        "UPDATE document_files f SET telegram_file_id = $4
+           FROM documents d
+          WHERE d.id = f.document_id AND d.user_id = $1 AND f.document_id = $2 AND f.part = $3",
+    )
+    .bind(user_id)
+    .bind(id)
+    .bind(part)
+    .bind(file_id)
+    .execute(db)
+    .await
+    .context("failed to record a Telegram file id")
+    .map_err(internal)?
+    .rows_affected();
+    if updated == 0 {
+        return Err(ApiError::NotFound);
+    }
+    Ok(())
+}
+
 /// Deletes one of the caller's documents: rows first (chunks go with them), then objects.
 pub async fn delete(state: &AppState, user_id: Uuid, id: Uuid) -> Result<(), ApiError> {
     let keys: Vec<(String,)> = sqlx::query_as(
@@ -614,6 +682,12 @@ pub async fn delete(state: &AppState, user_id: Uuid, id: Uuid) -> Result<(), Api
     }
     for (key,) in keys {
         remove_object(state, &key).await;
+    }
+    if let Some(qdrant) = &state.qdrant
+        && let Err(error) = qdrant.delete(user_id, Some(id)).await
+    {
+        // Orphaned points are harmless: every hit is joined to its chunk row, which is gone.
+        tracing::warn!(error = ?error, document = %id, "a deleted document's vectors stay in Qdrant");
     }
     Ok(())
 }

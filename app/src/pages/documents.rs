@@ -6,6 +6,7 @@ use leptos::prelude::*;
 use crate::documents::{DeleteDocument, DocStatus, DocumentSummary, UploadReceipt, list_documents};
 use crate::error::ApiError;
 use crate::pages::auth::{error_view, use_user};
+use crate::rag::{Answer, Ask};
 
 #[component]
 pub fn DocumentsPage() -> impl IntoView {
@@ -169,6 +170,7 @@ fn Documents() -> impl IntoView {
                     })
             }}
         </section>
+        <AskBox />
         <section class="card" aria-labelledby="list-heading">
             <h2 id="list-heading">"Your archive"</h2>
             {move || {
@@ -275,4 +277,102 @@ fn DocumentRow(document: DocumentSummary, deleting: ServerAction<DeleteDocument>
             </button>
         </li>
     }
+}
+
+/// Ask a question about one's documents; the answer quotes its sources, which link to the
+/// original files.
+#[component]
+fn AskBox() -> impl IntoView {
+    let ask = ServerAction::<Ask>::new();
+    let question = RwSignal::new(String::new());
+    let on_submit = move |event: leptos::ev::SubmitEvent| {
+        event.prevent_default();
+        let text = question.get_untracked();
+        if !text.trim().is_empty() {
+            ask.dispatch(Ask {
+                question: text,
+                stream: None,
+            });
+        }
+    };
+    view! {
+        <section class="card" aria-labelledby="ask-heading">
+            <h2 id="ask-heading">"Ask your documents"</h2>
+            <form on:submit=on_submit>
+                <label for="question">"Question"</label>
+                <input
+                    id="question"
+                    name="question"
+                    type="text"
+                    maxlength="1000"
+                    required
+                    placeholder="What is my passport number?"
+                    bind:value=question
+                />
+                <button type="submit" disabled=move || ask.pending().get()>
+                    {move || if ask.pending().get() { "Looking…" } else { "Ask" }}
+                </button>
+            </form>
+            {move || {
+                ask.value()
+                    .get()
+                    .map(|result| match result {
+                        Ok(answer) => view! { <AnswerView answer /> }.into_any(),
+                        Err(error) => error_view(error).into_any(),
+                    })
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn AnswerView(answer: Answer) -> impl IntoView {
+    if !answer.found {
+        return view! {
+            <p class="answer" role="status">
+                "I could not find this in your documents."
+            </p>
+        }
+        .into_any();
+    }
+    view! {
+        <div class="answer" role="status">
+            {answer.generated.clone().map(|text| view! { <p class="generated">{text}</p> })}
+            <ul class="passages">
+                {answer
+                    .passages
+                    .iter()
+                    .map(|p| {
+                        let text = p.text.clone();
+                        let n = p.source;
+                        view! {
+                            <li>
+                                <q>{text}</q>
+                                " ["
+                                {n}
+                                "]"
+                            </li>
+                        }
+                    })
+                    .collect_view()}
+            </ul>
+            <h3>"Sources"</h3>
+            <ol class="sources">
+                {answer
+                    .sources
+                    .iter()
+                    .map(|s| {
+                        let href = format!("/documents/{}/file", s.document_id);
+                        let label = format!("[{}] {} · page {}", s.n, s.file_name, s.page);
+                        view! {
+                            <li>
+                                <a href=href>{label}</a>
+                            </li>
+                        }
+                    })
+                    .collect_view()}
+            </ol>
+        </div>
+    }
+    .into_any()
 }

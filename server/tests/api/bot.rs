@@ -27,6 +27,11 @@ pub async fn serve_app_on(
     db: sqlx::PgPool,
     listener: tokio::net::TcpListener,
 ) -> (TestApp, String) {
+    serve_app_with_settings(db, listener, bot_settings()).await
+}
+
+/// Test settings with the bot's token and its service permissions.
+pub fn bot_settings() -> app::config::Settings {
     let mut settings = test_settings();
     settings.telegram_bot_token = Some(SecretString::from(TOKEN));
     settings.services.insert(
@@ -39,9 +44,19 @@ pub async fn serve_app_on(
                 "telegram:updates".into(),
                 "documents:upload".into(),
                 "documents:read".into(),
+                "rag:query".into(),
             ],
         },
     );
+    settings
+}
+
+/// The server with the given settings on a given listener.
+pub async fn serve_app_with_settings(
+    db: sqlx::PgPool,
+    listener: tokio::net::TcpListener,
+    settings: app::config::Settings,
+) -> (TestApp, String) {
     let app = spawn_app_with(db, settings).await;
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let router = app.router.clone();
@@ -115,6 +130,18 @@ impl Emulator {
             .json()
             .await
             .expect("json")
+    }
+
+    pub async fn get_bytes(&self, path: &str) -> Vec<u8> {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("emulator")
+            .bytes()
+            .await
+            .expect("bytes")
+            .to_vec()
     }
 
     pub async fn sent(&self, chat: i64) -> Vec<Value> {
@@ -199,7 +226,7 @@ async fn commands_menus_and_odd_messages_get_the_right_replies(db: sqlx::PgPool)
             .get("/control/commands")
             .await
             .as_array()
-            .is_some_and(|c| c.len() == 5)
+            .is_some_and(|c| c.len() == 6)
     })
     .await;
     let menu = emulator.get("/control/menu-button").await;

@@ -739,7 +739,7 @@ impl Drop for S3Server {
 }
 
 /// The bot's configuration with NATS (notifications), against the emulator and the API.
-fn bot_with_nats(app: &TestApp, emulator: &crate::bot::Emulator, api_url: &str) -> bot::Config {
+pub fn bot_with_nats(app: &TestApp, emulator: &crate::bot::Emulator, api_url: &str) -> bot::Config {
     let mut config = crate::bot::bot_config(emulator, api_url, (30, 30));
     config.nats = Some(bot::config::Nats {
         url: app.state.settings.nats_url.clone(),
@@ -750,7 +750,7 @@ fn bot_with_nats(app: &TestApp, emulator: &crate::bot::Emulator, api_url: &str) 
 }
 
 /// Sends a file to the bot as a Telegram user (the emulator's control API).
-async fn telegram_sends(
+pub async fn telegram_sends(
     emulator: &crate::bot::Emulator,
     user: i64,
     kind: &str,
@@ -774,7 +774,7 @@ async fn telegram_sends(
 }
 
 /// Waits until the bot's messages to `chat` satisfy `done`; returns their texts.
-async fn chat_until(
+pub async fn chat_until(
     emulator: &crate::bot::Emulator,
     chat: i64,
     what: &str,

@@ -7,4 +7,5 @@ mod documents;
 mod helpers;
 mod link;
 mod passkeys;
+mod rag;
 mod system;
