@@ -19,7 +19,7 @@ TEST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
 	DOSSIER_TEST_NATS_BIN=$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server \
 	DOSSIER_TEST_MOTO_BIN=$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/moto_server
 
-NATIVE_PACKAGES := -p app -p server -p bot -p tgemu -p testkit
+NATIVE_PACKAGES := -p app -p server -p bot -p tgemu -p testkit -p vecscan
 
 .PHONY: help bootstrap services build run test lint test-rust e2e bench clean-e2e
 

@@ -25,6 +25,7 @@ pub fn router() -> Router<Emulator> {
         .route("/chats/{chat_id}/sent", get(sent_to_chat))
         .route("/chats/{chat_id}/history", get(chat_history))
         .route("/chats/{chat_id}/actions", get(chat_actions))
+        .route("/chats/{chat_id}/edits", get(chat_edits))
         .route("/files/{file_id}", get(file_content))
         .route("/commands", get(commands))
         .route("/menu-button", get(menu_button))
@@ -313,6 +314,12 @@ async fn chat_history(State(emulator): State<Emulator>, Path(chat_id): Path<i64>
 async fn chat_actions(State(emulator): State<Emulator>, Path(chat_id): Path<i64>) -> Response {
     let world = emulator.world.lock().await;
     Json(world.actions.get(&chat_id).cloned().unwrap_or_default()).into_response()
+}
+
+/// The bot's text edits in a chat, in order (what a person saw change).
+async fn chat_edits(State(emulator): State<Emulator>, Path(chat_id): Path<i64>) -> Response {
+    let world = emulator.world.lock().await;
+    Json(world.edits.get(&chat_id).cloned().unwrap_or_default()).into_response()
 }
 
 async fn file_content(State(emulator): State<Emulator>, Path(file_id): Path<String>) -> Response {

@@ -97,6 +97,8 @@ struct World {
     callbacks: HashMap<String, bool>,
     callback_answers: Vec<Value>,
     actions: BTreeMap<i64, Vec<Value>>,
+    /// Every successful text edit per chat, in order: `{message_id, text}`.
+    edits: BTreeMap<i64, Vec<Value>>,
     commands: Value,
     menu_button: Value,
     webhook: Option<Webhook>,

@@ -533,7 +533,14 @@ async fn edit_message(emulator: &Emulator, params: &Params, text: bool) -> Resul
         return Err("Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message".into());
     }
     message["edit_date"] = json!(now_secs());
-    Ok(message.clone())
+    let edited = message.clone();
+    if text {
+        world.edits.entry(chat_id).or_default().push(json!({
+            "message_id": message_id,
+            "text": edited["text"],
+        }));
+    }
+    Ok(edited)
 }
 
 async fn delete_message(emulator: &Emulator, params: &Params) -> Result<Value, String> {

@@ -364,9 +364,13 @@ fn AnswerView(answer: Answer) -> impl IntoView {
                     .map(|s| {
                         let href = format!("/documents/{}/file", s.document_id);
                         let label = format!("[{}] {} · page {}", s.n, s.file_name, s.page);
+                        let name = s.file_name.clone();
                         view! {
                             <li>
-                                <a href=href>{label}</a>
+                                // `download`: a file, not a page for the router to navigate to.
+                                <a href=href download=name>
+                                    {label}
+                                </a>
                             </li>
                         }
                     })

@@ -4,8 +4,9 @@
 //!
 //! The in-process index keeps each person's vectors in memory (loaded once, reloaded when
 //! their index version changes: a document finished or was deleted), and scans them exactly:
-//! every chunk is scored, so recall is exact. The scan is a plain loop over contiguous f32s
-//! that the compiler vectorises, split over the machine's cores for large archives.
+//! every chunk is scored, so recall is exact. The scan (crate `vecscan`) is a plain loop over
+//! contiguous f32s that the compiler vectorises, split over the machine's cores for large
+//! archives.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,77 +40,11 @@ pub struct UserVectors {
     pub data: Vec<f32>,
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let mut xs = a.chunks_exact(8);
-    let mut ys = b.chunks_exact(8);
-    for (x, y) in (&mut xs).zip(&mut ys) {
-        for i in 0..8 {
-            lanes[i] += x[i] * y[i];
-        }
-    }
-    let tail: f32 = xs
-        .remainder()
-        .iter()
-        .zip(ys.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    lanes.iter().sum::<f32>() + tail
-}
-
-/// The best `k` (index, score) pairs, best first.
-fn top_k(scores: impl Iterator<Item = (usize, f32)>, k: usize) -> Vec<(usize, f32)> {
-    let mut best: Vec<(usize, f32)> = Vec::with_capacity(k + 1);
-    for (index, score) in scores {
-        if best.len() == k && best.last().is_some_and(|(_, s)| *s >= score) {
-            continue;
-        }
-        let at = best.partition_point(|(_, s)| *s >= score);
-        best.insert(at, (index, score));
-        best.truncate(k);
-    }
-    best
-}
-
 impl UserVectors {
     /// Exact nearest neighbours by dot product (vectors are unit length: cosine).
     pub fn nearest(&self, query: &[f32], k: usize) -> Vec<(Uuid, i32, f32)> {
-        if self.dims == 0 || query.len() != self.dims || self.keys.is_empty() {
-            return Vec::new();
-        }
-        let rows = self.keys.len();
-        let scan = |from: usize, to: usize| {
-            top_k(
-                (from..to).map(|row| {
-                    let start = row * self.dims;
-                    (row, dot(query, &self.data[start..start + self.dims]))
-                }),
-                k,
-            )
-        };
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(4);
-        let best = if rows < 20_000 || threads == 1 {
-            scan(0, rows)
-        } else {
-            let per = rows.div_ceil(threads);
-            let parts: Vec<Vec<(usize, f32)>> = std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..threads)
-                    .map(|t| {
-                        let from = (t * per).min(rows);
-                        let to = ((t + 1) * per).min(rows);
-                        scope.spawn(move || scan(from, to))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_default())
-                    .collect()
-            });
-            top_k(parts.into_iter().flatten(), k)
-        };
-        best.into_iter()
+        vecscan::nearest(&self.data, self.dims, query, k)
+            .into_iter()
             .map(|(row, score)| (self.keys[row].0, self.keys[row].1, score))
             .collect()
     }

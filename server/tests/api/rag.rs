@@ -655,3 +655,74 @@ async fn emulator_file(emulator: &crate::bot::Emulator, file_id: &str) -> Vec<u8
         .get_bytes(&format!("/control/files/{file_id}"))
         .await
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn with_ollama_the_answer_grows_in_the_chat_by_edits_of_one_message(db: sqlx::PgPool) {
+    use crate::bot::{Emulator, RunningBot, bot_settings, serve_app_with_settings, text};
+
+    let ollama = testkit::ollama::OllamaDouble::start(&["llama3.1:8b"]).await;
+    ollama.set_brain(brain);
+    // A model writing five characters every 300 ms: about three seconds for the answer.
+    ollama.set_streaming(5, Duration::from_millis(300));
+    let mut settings = bot_settings();
+    settings.ollama_url = Some(ollama.url.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let (app, api_url) = serve_app_with_settings(db.clone(), listener, settings).await;
+    let _workers = Workers::start(&app).await;
+    let emulator = Emulator::start(tgemu::Limits::default()).await;
+    let running = RunningBot::start(crate::documents::bot_with_nats(&app, &emulator, &api_url));
+    let ann = sign_up(&app, "ann@example.org").await;
+    let ann_id = user_id(&db, "ann@example.org").await;
+    link_telegram(&db, ann_id, 8401, "en").await;
+    upload(&app, &ann, &[("passport.txt", ANN_PASSPORT.as_bytes())]).await;
+    finished(&app, &ann, 1).await;
+
+    emulator
+        .say(8401, "What is my passport number?", "en")
+        .await;
+    let answer = wait_for_message(&emulator, 8401, "the final answer", |m| {
+        text(m).contains("Sources")
+    })
+    .await;
+    let body = text(&answer);
+    assert!(
+        body.starts_with("Your passport number is 72 1234567 [1]."),
+        "{body}"
+    );
+    assert!(body.contains("[1] passport.txt · page 1"), "{body}");
+    assert!(
+        answer["reply_markup"].to_string().contains("doc:"),
+        "{answer:#}"
+    );
+    // One message: first sent with the beginning of the answer, edited as it grew, and edited
+    // a last time into the answer with its sources.
+    let edits: Vec<Value> = emulator
+        .get("/control/chats/8401/edits")
+        .await
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["message_id"] == answer["message_id"])
+        .collect();
+    assert!(edits.len() >= 2, "{edits:#?}");
+    assert!(
+        edits[0]["text"].as_str().unwrap_or_default().ends_with('▍'),
+        "{edits:#?}"
+    );
+    assert!(edits.last().is_some_and(|e| e["text"] == body));
+    let bot_messages = emulator.sent(8401).await.len();
+    assert_eq!(
+        emulator
+            .sent(8401)
+            .await
+            .iter()
+            .filter(|m| text(m).contains("Your passport"))
+            .count(),
+        1,
+        "one message, not one per piece ({bot_messages} sent)"
+    );
+    running.stop().await;
+}
