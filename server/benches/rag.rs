@@ -15,7 +15,27 @@ const CHUNKS_PER_DOCUMENT: usize = 100;
 
 struct Rng(u64);
 
+/// Word number `n` of the synthetic vocabulary.
+fn vocabulary_word(n: usize) -> String {
+    const SYLLABLES: &[&str] = &[
+        "ka", "lo", "mi", "ner", "sto", "va", "ter", "din", "ro", "su",
+    ];
+    let mut word = String::new();
+    let mut n = n + 10;
+    while n > 0 {
+        word.push_str(SYLLABLES[n % SYLLABLES.len()]);
+        n /= SYLLABLES.len();
+    }
+    word
+}
+
 impl Rng {
+    /// 0..5000, word `r` about as likely as 1/(r+1).
+    fn zipf(&mut self) -> usize {
+        let u = (self.next() + 0.5).clamp(1e-6, 1.0 - 1e-6);
+        ((5001f32).powf(u) - 1.0) as usize % 5000
+    }
+
     fn next(&mut self) -> f32 {
         self.0 = self
             .0
@@ -34,6 +54,8 @@ impl Rng {
     }
 }
 
+/// Topic words; every chunk also gets words of a 5,000-word synthetic vocabulary with a
+/// Zipf-like spread, as real text has (a handful of words everywhere, most words rare).
 const WORDS: &[&str] = &[
     "invoice",
     "total",
@@ -72,12 +94,16 @@ async fn fill(db: &sqlx::PgPool, user: Uuid, chunks: usize, rng: &mut Rng) -> an
         let ordinals: Vec<i32> = (0..CHUNKS_PER_DOCUMENT as i32).collect();
         let texts: Vec<String> = (0..CHUNKS_PER_DOCUMENT)
             .map(|c| {
-                format!(
-                    "{} {} {} number {d}-{c}",
+                let mut text = format!(
+                    "{} {} reference {d}-{c}",
                     WORDS[(d + c) % WORDS.len()],
                     WORDS[(d * 7 + c * 3) % WORDS.len()],
-                    WORDS[(d * 13 + c * 5) % WORDS.len()]
-                )
+                );
+                for _ in 0..40 {
+                    text.push(' ');
+                    text.push_str(&vocabulary_word(rng.zipf()));
+                }
+                text
             })
             .collect();
         let vectors: Vec<Vec<u8>> = (0..CHUNKS_PER_DOCUMENT)

@@ -23,6 +23,10 @@ use crate::state::AppState;
 pub const TOP_K: usize = 5;
 /// Candidates taken from each retriever before fusion.
 const CANDIDATES: usize = 20;
+/// Chunks matching every word that are ranked, at most (a bound on the worst case).
+const ALL_WORDS_SAMPLE: i64 = 2000;
+/// Chunks matching any one word that are ranked, at most.
+const ANY_WORD_SAMPLE: i64 = 500;
 /// Reciprocal-rank-fusion constant (Cormack et al.).
 const RRF_K: f32 = 60.0;
 /// Below this cosine, a vector hit alone is not evidence (all-MiniLM-L6-v2 scores unrelated
@@ -270,21 +274,67 @@ fn synonyms(word: &str) -> &'static [&'static str] {
     }
 }
 
-/// The question's search terms: words without stop words, plus their synonyms.
-pub fn terms(question: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+/// The question's words without stop words, each with its synonyms (one group per word).
+pub fn term_groups(question: &str) -> Vec<Vec<String>> {
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    let mut seen = 0;
     for word in question
         .split(|c: char| !c.is_alphanumeric())
         .map(str::to_lowercase)
         .filter(|w| !w.is_empty() && !STOP_WORDS.contains(&w.as_str()))
     {
-        for term in std::iter::once(word.as_str()).chain(synonyms(&word).iter().copied()) {
-            if !out.iter().any(|t| t == term) && out.len() < 24 {
-                out.push(term.to_owned());
+        if groups.iter().flatten().any(|t| *t == word) {
+            continue;
+        }
+        let mut group = vec![word.clone()];
+        for synonym in synonyms(&word) {
+            if !group.iter().any(|t| t == synonym) {
+                group.push((*synonym).to_owned());
             }
+        }
+        seen += group.len();
+        if seen > 24 {
+            break;
+        }
+        groups.push(group);
+    }
+    groups
+}
+
+/// The question's search terms: words without stop words, plus their synonyms.
+pub fn terms(question: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for term in term_groups(question).into_iter().flatten() {
+        if !out.contains(&term) {
+            out.push(term);
         }
     }
     out
+}
+
+fn ts_term(term: &str) -> String {
+    if term.chars().count() >= 4 {
+        format!("'{term}':*")
+    } else {
+        format!("'{term}'")
+    }
+}
+
+/// Every word (or one of its synonyms): `('passport':*) & ('number':* | 'no')`.
+fn ts_query_all(groups: &[Vec<String>]) -> Option<String> {
+    let parts: Vec<String> = groups
+        .iter()
+        .map(|group| {
+            group
+                .iter()
+                .filter(|t| t.chars().all(char::is_alphanumeric))
+                .map(|t| ts_term(t))
+                .collect::<Vec<_>>()
+        })
+        .filter(|group| !group.is_empty())
+        .map(|group| format!("({})", group.join(" | ")))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" & "))
 }
 
 /// `'passport':* | 'no'`: any term, longer ones as prefixes. Terms are alphanumeric only.
@@ -292,13 +342,7 @@ fn ts_query(terms: &[String]) -> Option<String> {
     let parts: Vec<String> = terms
         .iter()
         .filter(|t| t.chars().all(char::is_alphanumeric))
-        .map(|t| {
-            if t.chars().count() >= 4 {
-                format!("'{t}':*")
-            } else {
-                format!("'{t}'")
-            }
-        })
+        .map(|t| ts_term(t))
         .collect();
     (!parts.is_empty()).then(|| parts.join(" | "))
 }
@@ -353,26 +397,59 @@ async fn vector_hits(
         .context("the vector scan panicked")
 }
 
+/// Chunks matching every word are ranked (few, in real archives; at most 2,000); when they are fewer
+/// than the candidates wanted, chunks matching any word fill up, ranked among a bounded sample
+/// (a word common to most chunks must not make every question rank the whole archive).
 async fn text_hits(
     db: &sqlx::PgPool,
     user_id: Uuid,
-    terms: &[String],
+    question: &str,
 ) -> anyhow::Result<Vec<(Uuid, i32, f32)>> {
-    let Some(query) = ts_query(terms) else {
+    let groups = term_groups(question);
+    let Some(all) = ts_query_all(&groups) else {
         return Ok(Vec::new());
     };
-    sqlx::query_as(
+    let mut hits: Vec<(Uuid, i32, f32)> = sqlx::query_as(
         "SELECT document_id, ordinal, ts_rank_cd(tsv, q)::float4
-           FROM chunks, to_tsquery('simple', $2) q
-          WHERE user_id = $1 AND tsv @@ q
+           FROM (SELECT document_id, ordinal, tsv FROM chunks, to_tsquery('simple', $2) q
+                  WHERE user_id = $1 AND tsv @@ q LIMIT $4) sample,
+                to_tsquery('simple', $2) q
           ORDER BY 3 DESC, document_id, ordinal LIMIT $3",
     )
     .bind(user_id)
-    .bind(query)
+    .bind(&all)
     .bind(CANDIDATES as i64)
+    .bind(ALL_WORDS_SAMPLE)
     .fetch_all(db)
     .await
-    .context("failed to search text")
+    .context("failed to search text")?;
+    if hits.len() < CANDIDATES && groups.len() > 1 {
+        let any = ts_query(&groups.concat()).unwrap_or_default();
+        let more: Vec<(Uuid, i32, f32)> = sqlx::query_as(
+            "SELECT document_id, ordinal, ts_rank_cd(tsv, q)::float4
+               FROM (SELECT document_id, ordinal, tsv FROM chunks, to_tsquery('simple', $2) q
+                      WHERE user_id = $1 AND tsv @@ q LIMIT $4) sample,
+                    to_tsquery('simple', $2) q
+              ORDER BY 3 DESC, document_id, ordinal LIMIT $3",
+        )
+        .bind(user_id)
+        .bind(any)
+        .bind(CANDIDATES as i64)
+        .bind(ANY_WORD_SAMPLE)
+        .fetch_all(db)
+        .await
+        .context("failed to search text")?;
+        for hit in more {
+            if hits.len() == CANDIDATES {
+                break;
+            }
+            if !hits.iter().any(|h| h.0 == hit.0 && h.1 == hit.1) {
+                // Below every chunk that matched all the words.
+                hits.push((hit.0, hit.1, hit.2 * 0.5));
+            }
+        }
+    }
+    Ok(hits)
 }
 
 /// (document, ordinal)
@@ -389,10 +466,9 @@ pub async fn retrieve(
     model: &str,
 ) -> anyhow::Result<Vec<Retrieved>> {
     let started = Instant::now();
-    let terms = terms(question);
     let (vectors, texts) = tokio::join!(
         vector_hits(state, user_id, model, query),
-        text_hits(&state.db, user_id, &terms)
+        text_hits(&state.db, user_id, question)
     );
     let (vectors, texts) = (vectors?, texts?);
     let mut fused: HashMap<ChunkKey, Evidence> = HashMap::new();
@@ -502,6 +578,11 @@ mod tests {
         assert!(!terms.contains(&"what".to_owned()));
         let query = ts_query(&terms).unwrap_or_default();
         assert!(query.contains("'passport':*"), "{query}");
+        let all = ts_query_all(&term_groups("What is my passport number?")).unwrap_or_default();
+        assert!(
+            all.starts_with("('passport':*) & ('number':* | 'no' | 'nr'"),
+            "{all}"
+        );
         // Nothing a user types reaches the tsquery syntax.
         assert_eq!(ts_query(&super::terms("'):* & !(")), None);
         assert!(super::terms("какой номер паспорта").contains(&"паспорта".to_owned()));
