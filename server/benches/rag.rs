@@ -214,6 +214,23 @@ async fn main() -> anyhow::Result<()> {
             &format!("retrieve (vectors + text + fusion), {target} chunks"),
             whole,
         );
+        // The same without full-text terms (only stop words): vectors, fusion, chunk rows.
+        let mut vectors_only = Vec::new();
+        for _ in 0..100 {
+            let query = rng.unit();
+            let started = Instant::now();
+            app::rag::retrieve::retrieve(&state, user, "what is the", &query, "all-MiniLM-L6-v2")
+                .await?;
+            vectors_only.push(started.elapsed());
+        }
+        report(
+            &format!("retrieve without text search, {target} chunks"),
+            vectors_only,
+        );
+    }
+    if std::env::var_os("DOSSIER_BENCH_KEEP_DB").is_some() {
+        println!("kept database {} for inspection", scratch.name);
+        return Ok(());
     }
     scratch.drop_db(state).await?;
     Ok(())
