@@ -30,7 +30,8 @@ struct Chat {
 }
 
 impl Chat {
-    async fn processed(&self) -> anyhow::Result<usize> {
+    /// The bot's messages in the chat so far whose text satisfies `matches`.
+    async fn bot_texts(&self, matches: impl Fn(&str) -> bool) -> anyhow::Result<usize> {
         let history: Vec<Value> = self
             .http
             .get(format!("{}/control/chats/{CHAT}/history", self.emulator))
@@ -41,32 +42,18 @@ impl Chat {
         Ok(history
             .iter()
             .filter(|m| m["from"]["is_bot"] == true)
-            .filter(|m| {
-                m["text"]
-                    .as_str()
-                    .is_some_and(|t| t.contains(" processed — "))
-            })
+            .filter(|m| m["text"].as_str().is_some_and(&matches))
             .count())
+    }
+
+    async fn processed(&self) -> anyhow::Result<usize> {
+        self.bot_texts(|t| t.contains(" processed — ")).await
     }
 
     /// The bot's answers to questions so far.
     async fn answers(&self) -> anyhow::Result<usize> {
-        let history: Vec<Value> = self
-            .http
-            .get(format!("{}/control/chats/{CHAT}/history", self.emulator))
-            .send()
-            .await?
-            .json()
-            .await?;
-        Ok(history
-            .iter()
-            .filter(|m| m["from"]["is_bot"] == true)
-            .filter(|m| {
-                m["text"]
-                    .as_str()
-                    .is_some_and(|t| t.contains("Sources") || t.contains("could not find this"))
-            })
-            .count())
+        self.bot_texts(|t| t.contains("Sources") || t.contains("could not find this"))
+            .await
     }
 
     async fn say(&self, text: &str) -> anyhow::Result<()> {

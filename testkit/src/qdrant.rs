@@ -384,6 +384,18 @@ impl Collections for Service {
     }
 }
 
+impl State {
+    fn collection(&self, name: &str) -> Result<&Collection, Status> {
+        self.collections.get(name).ok_or_else(|| not_found(name))
+    }
+
+    fn collection_mut(&mut self, name: &str) -> Result<&mut Collection, Status> {
+        self.collections
+            .get_mut(name)
+            .ok_or_else(|| not_found(name))
+    }
+}
+
 fn unimplemented(method: &str) -> Status {
     Status::unimplemented(format!("{method} is not served by the double"))
 }
@@ -400,10 +412,7 @@ impl Points for Service {
     ) -> Result<Response<q::PointsOperationResponse>, Status> {
         let request = request.into_inner();
         let mut state = self.lock()?;
-        let collection = state
-            .collections
-            .get_mut(&request.collection_name)
-            .ok_or_else(|| not_found(&request.collection_name))?;
+        let collection = state.collection_mut(&request.collection_name)?;
         let mut staged = Vec::with_capacity(request.points.len());
         for point in request.points {
             let key = point_key(point.id.as_ref())?;
@@ -433,10 +442,7 @@ impl Points for Service {
     ) -> Result<Response<q::PointsOperationResponse>, Status> {
         let request = request.into_inner();
         let mut state = self.lock()?;
-        let collection = state
-            .collections
-            .get_mut(&request.collection_name)
-            .ok_or_else(|| not_found(&request.collection_name))?;
+        let collection = state.collection_mut(&request.collection_name)?;
         match request.points.and_then(|p| p.points_selector_one_of) {
             Some(q::points_selector::PointsSelectorOneOf::Points(list)) => {
                 for id in &list.ids {
@@ -467,10 +473,7 @@ impl Points for Service {
             _ => false,
         };
         let mut state = self.lock()?;
-        let collection = state
-            .collections
-            .get_mut(&request.collection_name)
-            .ok_or_else(|| not_found(&request.collection_name))?;
+        let collection = state.collection_mut(&request.collection_name)?;
         collection.indexes.insert(request.field_name, is_tenant);
         Ok(Response::new(done()))
     }
@@ -482,10 +485,7 @@ impl Points for Service {
         let request = request.into_inner();
         let must = conditions(request.filter.as_ref())?;
         let state = self.lock()?;
-        let collection = state
-            .collections
-            .get(&request.collection_name)
-            .ok_or_else(|| not_found(&request.collection_name))?;
+        let collection = state.collection(&request.collection_name)?;
         let count = collection
             .points
             .values()
@@ -522,10 +522,7 @@ impl Points for Service {
         let must = conditions(request.filter.as_ref())?;
         let mut state = self.lock()?;
         state.queries.push(must.clone());
-        let collection = state
-            .collections
-            .get(&request.collection_name)
-            .ok_or_else(|| not_found(&request.collection_name))?;
+        let collection = state.collection(&request.collection_name)?;
         if vector.len() as u64 != collection.dims {
             return Err(Status::invalid_argument(
                 "Wrong input: Vector dimension error",

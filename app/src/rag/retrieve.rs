@@ -410,41 +410,10 @@ async fn text_hits(
     let Some(all) = ts_query_all(&groups) else {
         return Ok(Vec::new());
     };
-    let mut hits: Vec<(Uuid, i32, f32)> = sqlx::query_as(
-        "SELECT document_id, ordinal, ts_rank_cd(tsv, q)::float4
-           FROM (SELECT document_id, ordinal, tsv FROM chunks, to_tsquery('simple', $2) q
-                  WHERE user_id = $1 AND tsv @@ q LIMIT $4) sample,
-                to_tsquery('simple', $2) q
-          ORDER BY 3 DESC, document_id, ordinal LIMIT $3",
-    )
-    .bind(user_id)
-    .bind(&all)
-    .bind(CANDIDATES as i64)
-    .bind(ALL_WORDS_SAMPLE)
-    // Planned for this query's words every time: a cached generic plan cannot know how
-    // selective they are and walks all of the person's rows.
-    .persistent(false)
-    .fetch_all(db)
-    .await
-    .context("failed to search text")?;
+    let mut hits = ranked_sample(db, user_id, &all, ALL_WORDS_SAMPLE).await?;
     if hits.len() < CANDIDATES && groups.len() > 1 {
         let any = ts_query(&groups.concat()).unwrap_or_default();
-        let more: Vec<(Uuid, i32, f32)> = sqlx::query_as(
-            "SELECT document_id, ordinal, ts_rank_cd(tsv, q)::float4
-               FROM (SELECT document_id, ordinal, tsv FROM chunks, to_tsquery('simple', $2) q
-                      WHERE user_id = $1 AND tsv @@ q LIMIT $4) sample,
-                    to_tsquery('simple', $2) q
-              ORDER BY 3 DESC, document_id, ordinal LIMIT $3",
-        )
-        .bind(user_id)
-        .bind(any)
-        .bind(CANDIDATES as i64)
-        .bind(ANY_WORD_SAMPLE)
-        .persistent(false)
-        .fetch_all(db)
-        .await
-        .context("failed to search text")?;
-        for hit in more {
+        for hit in ranked_sample(db, user_id, &any, ANY_WORD_SAMPLE).await? {
             if hits.len() == CANDIDATES {
                 break;
             }
@@ -455,6 +424,32 @@ async fn text_hits(
         }
     }
     Ok(hits)
+}
+
+/// The best-ranked `CANDIDATES` among at most `sample` of the person's chunks matching `query`.
+async fn ranked_sample(
+    db: &sqlx::PgPool,
+    user_id: Uuid,
+    query: &str,
+    sample: i64,
+) -> anyhow::Result<Vec<(Uuid, i32, f32)>> {
+    sqlx::query_as(
+        "SELECT document_id, ordinal, ts_rank_cd(tsv, q)::float4
+           FROM (SELECT document_id, ordinal, tsv FROM chunks, to_tsquery('simple', $2) q
+                  WHERE user_id = $1 AND tsv @@ q LIMIT $4) sample,
+                to_tsquery('simple', $2) q
+          ORDER BY 3 DESC, document_id, ordinal LIMIT $3",
+    )
+    .bind(user_id)
+    .bind(query)
+    .bind(CANDIDATES as i64)
+    .bind(sample)
+    // Planned for this query's words every time: a cached generic plan cannot know how
+    // selective they are and walks all of the person's rows.
+    .persistent(false)
+    .fetch_all(db)
+    .await
+    .context("failed to search text")
 }
 
 /// (document, ordinal)
