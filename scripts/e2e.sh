@@ -25,4 +25,4 @@ done
 curl -fsS "http://$DOSSIER_LISTEN_ADDR/readyz" >/dev/null || { cat "$DOSSIER_E2E_LOG"; die "the stack is not ready"; }
 
 cd "$ROOT/end2end"
-EMULATOR_URL="http://127.0.0.1:3181" BASE_URL="$DOSSIER_PUBLIC_URL" npx playwright test
+EMULATOR_URL="http://127.0.0.1:3181" BASE_URL="$DOSSIER_PUBLIC_URL" npx playwright test "$@"

@@ -45,6 +45,10 @@ pub enum ApiError {
     /// A state-changing call came from a foreign origin.
     #[error("request rejected: cross-site request")]
     CsrfRejected,
+    /// Valid Telegram launch data, but older than the accepted window: the Mini App was left
+    /// open too long (or the data was replayed). Reopening it from the bot gives fresh data.
+    #[error("this page has expired; close it and open Dossier again from the bot")]
+    InitDataExpired,
     /// The Telegram user is valid but not linked to any account.
     #[error("this Telegram account is not linked to a Dossier account")]
     TelegramNotLinked,
@@ -97,6 +101,7 @@ impl ApiError {
             Self::Conflict { .. } => "conflict",
             Self::RateLimited { .. } => "rate_limited",
             Self::CsrfRejected => "csrf_rejected",
+            Self::InitDataExpired => "init_data_expired",
             Self::TelegramNotLinked => "telegram_not_linked",
             Self::LinkExpired => "link_expired",
             Self::LinkUsed => "link_used",
@@ -109,7 +114,7 @@ impl ApiError {
 
     pub fn http_status(&self) -> StatusCode {
         match self {
-            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated | Self::InitDataExpired => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::CsrfRejected | Self::TelegramNotLinked => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Validation { .. } | Self::Request { .. } => StatusCode::BAD_REQUEST,

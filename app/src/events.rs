@@ -65,6 +65,12 @@ impl Subjects {
         format!("{}.telegram.push-link.requested", self.env)
     }
 
+    /// `{env}.telegram.documents.send`: request/reply, API → one bot replica (queue group):
+    /// send a person's document to their chat.
+    pub fn send_document(&self) -> String {
+        format!("{}.telegram.documents.send", self.env)
+    }
+
     /// KV bucket `{env}-link-tokens`
     pub fn link_tokens_bucket(&self) -> String {
         format!("{}-link-tokens", self.env)

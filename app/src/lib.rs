@@ -1,10 +1,12 @@
 //! Dossier's shared Leptos crate: pages, components and server functions (the whole API).
 //! Backend services live behind `#[cfg(feature = "ssr")]`.
 
+pub mod account;
 pub mod auth;
 pub mod client;
 pub mod documents;
 pub mod error;
+pub mod miniapp;
 pub mod notifications;
 pub mod pages;
 pub mod rag;
@@ -23,11 +25,15 @@ pub mod state;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::StaticSegment;
-use leptos_router::components::{A, Route, Router, Routes};
+use leptos_router::components::{A, Outlet, ParentRoute, Route, Router, Routes};
 
+use crate::miniapp::{
+    MiniAppShell, MiniData, MiniDocuments, MiniHome, MiniLanguage, MiniPasskeys, MiniPreferences,
+};
 use crate::pages::auth::{AccountPage, SignInPage, SignUpPage, UserNav, provide_user_resource};
 use crate::pages::documents::DocumentsPage;
 use crate::pages::home::HomePage;
+use crate::pages::passkeys::PasskeySetupPage;
 use crate::pages::settings::SettingsPage;
 
 /// The HTML document around the app, rendered on the server.
@@ -59,23 +65,46 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="leptos" href="/pkg/dossier.css" />
         <Title text="Dossier" />
         <Router>
-            <header class="topbar">
-                <A href="/" attr:class="brand">
-                    "Dossier"
-                </A>
-                <UserNav />
-            </header>
-            <main>
-                <Routes fallback=NotFound>
+            <Routes fallback=NotFound>
+                // The Telegram Mini App: its own layout, no site navigation.
+                <ParentRoute path=StaticSegment("miniapp") view=MiniAppShell>
+                    <Route path=StaticSegment("") view=MiniHome />
+                    <Route path=StaticSegment("preferences") view=MiniPreferences />
+                    <Route path=StaticSegment("documents") view=MiniDocuments />
+                    <Route path=StaticSegment("passkeys") view=MiniPasskeys />
+                    <Route path=StaticSegment("language") view=MiniLanguage />
+                    <Route path=StaticSegment("data") view=MiniData />
+                </ParentRoute>
+                <ParentRoute path=StaticSegment("") view=WebLayout>
                     <Route path=StaticSegment("") view=HomePage />
                     <Route path=StaticSegment("signup") view=SignUpPage />
                     <Route path=StaticSegment("signin") view=SignInPage />
                     <Route path=StaticSegment("account") view=AccountPage />
                     <Route path=StaticSegment("settings") view=SettingsPage />
                     <Route path=StaticSegment("documents") view=DocumentsPage />
-                </Routes>
-            </main>
+                    <Route
+                        path=(StaticSegment("passkeys"), StaticSegment("setup"))
+                        view=PasskeySetupPage
+                    />
+                </ParentRoute>
+            </Routes>
         </Router>
+    }
+}
+
+/// The website's frame: the top bar and the page.
+#[component]
+fn WebLayout() -> impl IntoView {
+    view! {
+        <header class="topbar">
+            <A href="/" attr:class="brand">
+                "Dossier"
+            </A>
+            <UserNav />
+        </header>
+        <main>
+            <Outlet />
+        </main>
     }
 }
 
@@ -86,11 +115,13 @@ fn NotFound() -> impl IntoView {
         response.set_status(http::StatusCode::NOT_FOUND);
     }
     view! {
-        <section class="card">
-            <h1>"Page not found"</h1>
-            <p>
-                <A href="/">"Back to the start"</A>
-            </p>
-        </section>
+        <main>
+            <section class="card">
+                <h1>"Page not found"</h1>
+                <p>
+                    <A href="/">"Back to the start"</A>
+                </p>
+            </section>
+        </main>
     }
 }

@@ -275,6 +275,85 @@ async fn send_source(ctx: &Ctx, query: &CallbackQuery, id: Uuid) -> anyhow::Resu
         }
     };
     ctx.bot.answer_callback_query(query.id.clone()).await?;
+    send_parts(ctx, telegram_user, lang, id, parts).await
+}
+
+/// Sends a document's files to the person's chat (asked for from the Mini App).
+pub async fn send_document(
+    ctx: &Ctx,
+    telegram_user: i64,
+    lang: Lang,
+    id: Uuid,
+) -> anyhow::Result<()> {
+    let chat = ChatId(telegram_user);
+    let parts: Result<Vec<TelegramFilePart>, ApiError> = ctx
+        .api
+        .call(
+            "documents/telegram-file",
+            Some(telegram_user),
+            &json!({ "id": id }),
+        )
+        .await;
+    match parts {
+        Ok(parts) => send_parts(ctx, telegram_user, lang, id, parts).await,
+        Err(ApiError::NotFound) => {
+            crate::handlers::say(ctx, chat, &Text::SourceGone, lang).await?;
+            Ok(())
+        }
+        Err(error) => crate::handlers::say_error(ctx, chat, lang, &error).await,
+    }
+}
+
+/// Queue-group subscriber to `{env}.telegram.documents.send` (request/reply): acknowledges
+/// each request at once, then sends the files.
+pub async fn run_sends(
+    ctx: std::sync::Arc<Ctx>,
+    nats: async_nats::Client,
+    env: String,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let subject = format!("{env}.telegram.documents.send");
+    let mut requests = nats.queue_subscribe(subject, "dossier-bot".into()).await?;
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            message = requests.next() => match message {
+                Some(message) => message,
+                None => return Ok(()),
+            },
+        };
+        let request: app::documents::SendToChatRequest =
+            match serde_json::from_slice(&message.payload) {
+                Ok(request) => request,
+                Err(error) => {
+                    tracing::warn!(%error, "an undecodable send request was dropped");
+                    continue;
+                }
+            };
+        if let Some(reply) = message.reply {
+            let _ = nats.publish(reply, "accepted".into()).await;
+        }
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let lang = Lang::from_code(request.language_code.as_deref());
+            if let Err(error) =
+                send_document(&ctx, request.telegram_user_id, lang, request.document_id).await
+            {
+                tracing::warn!(%error, "a document could not be sent to its chat");
+            }
+        });
+    }
+}
+
+async fn send_parts(
+    ctx: &Ctx,
+    telegram_user: i64,
+    lang: Lang,
+    id: Uuid,
+    parts: Vec<TelegramFilePart>,
+) -> anyhow::Result<()> {
+    let chat = ChatId(telegram_user);
     let _ = ctx
         .bot
         .send_chat_action(chat, ChatAction::UploadDocument)

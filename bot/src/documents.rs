@@ -255,7 +255,7 @@ pub async fn list(ctx: &Ctx, chat: ChatId, user: &User, lang: Lang) -> anyhow::R
     let button = InlineKeyboardMarkup::new([[InlineKeyboardButton::web_app(
         Text::DocsButton.render(lang),
         WebAppInfo {
-            url: ctx.mini_app_url("/app/documents"),
+            url: ctx.mini_app_url("/miniapp/documents"),
         },
     )]]);
     let request = ctx

@@ -155,6 +155,11 @@ async fn on_message(ctx: &Ctx, message: Message) -> anyhow::Result<()> {
         Ok(status) => status,
         Err(error) => return say_error(ctx, chat, lang, &error).await,
     };
+    // The language chosen in Dossier wins over the Telegram client's.
+    let lang = status
+        .language
+        .as_deref()
+        .map_or(lang, |code| Lang::from_code(Some(code)));
     if let Some((command, payload)) = message.text().and_then(parse_command) {
         return on_command(ctx, chat, user, lang, &status, &command, &payload).await;
     }
@@ -234,7 +239,7 @@ async fn on_command(
             say(ctx, chat, &Text::Help, lang).await?;
         }
         "settings" => {
-            let button = web_app_button(ctx, &Text::SettingsButton, lang, "/app/settings");
+            let button = web_app_button(ctx, &Text::SettingsButton, lang, "/miniapp/preferences");
             say_with(ctx, chat, &Text::Settings, lang, button).await?;
         }
         "ask" => {

@@ -158,7 +158,7 @@ pub async fn set_up(raw: &Bot, ctx: &Ctx) -> anyhow::Result<()> {
     let menu = MenuButton::WebApp {
         text: i18n::Text::MenuButton.render(i18n::Lang::En),
         web_app: WebAppInfo {
-            url: ctx.mini_app_url("/app"),
+            url: ctx.mini_app_url("/miniapp"),
         },
     };
     // Telegram refuses a Mini App without HTTPS; the bot still works without the menu button.
@@ -200,6 +200,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     shutdown.clone(),
                 )),
                 tokio::spawn(notify::run(
+                    ctx.clone(),
+                    client.clone(),
+                    nats.env.clone(),
+                    shutdown.clone(),
+                )),
+                tokio::spawn(ask::run_sends(
                     ctx.clone(),
                     client.clone(),
                     nats.env.clone(),

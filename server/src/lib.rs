@@ -171,6 +171,10 @@ pub fn router(state: AppState) -> Router {
             "/documents/{id}/file",
             get(app::documents::service::download),
         )
+        .route(
+            "/account/export/{token}",
+            get(app::account::service::download_export),
+        )
         .leptos_routes_with_context(
             &state,
             routes,

@@ -220,14 +220,13 @@ pub async fn find_user(db: &sqlx::PgPool, user_id: Uuid) -> Result<Option<Curren
     }))
 }
 
-/// Verifies initData, records the Telegram user, and opens a fixed-lifetime session for the
-/// linked account. Unlinked users get `telegram_not_linked`, which the Mini App turns into a
-/// way forward (link or create an account).
-pub async fn miniapp_sign_in(
+/// Verifies the raw initData Telegram handed a Mini App. Data older than the window reads as
+/// `init_data_expired` (reopen the Mini App); anything else wrong as `unauthenticated`.
+pub fn verify_init_data(
     state: &AppState,
     raw: &str,
     now: i64,
-) -> Result<super::MiniAppSession, ApiError> {
+) -> Result<super::init_data::InitData, ApiError> {
     use secrecy::ExposeSecret;
 
     let Some(bot_token) = state.settings.telegram_bot_token.as_ref() else {
@@ -249,10 +248,24 @@ pub async fn miniapp_sign_in(
         max_age_secs: state.settings.initdata_max_age_secs,
         ed25519: public_key.as_ref().map(|key| (key, bot_id)),
     };
-    let data = verifier.verify(raw, now).map_err(|error| {
+    verifier.verify(raw, now).map_err(|error| {
         tracing::info!(%error, "Mini App initData rejected");
-        ApiError::Unauthenticated
-    })?;
+        match error {
+            super::init_data::InitDataError::Expired => ApiError::InitDataExpired,
+            _ => ApiError::Unauthenticated,
+        }
+    })
+}
+
+/// Verifies initData, records the Telegram user, and opens a fixed-lifetime session for the
+/// linked account. Unlinked users get `telegram_not_linked`, which the Mini App turns into a
+/// way forward (link or create an account).
+pub async fn miniapp_sign_in(
+    state: &AppState,
+    raw: &str,
+    now: i64,
+) -> Result<super::MiniAppSession, ApiError> {
+    let data = verify_init_data(state, raw, now)?;
     let user = &data.user;
     let lifetime = state.settings.miniapp_session();
     let token = sessions::new_token();
@@ -278,10 +291,14 @@ pub async fn miniapp_sign_in(
          FROM tg LEFT JOIN users u ON u.id = tg.user_id",
     )
     .bind(user.id)
-    .bind(&user.username)
-    .bind(&user.first_name)
-    .bind(&user.last_name)
-    .bind(&user.language_code)
+    .bind(clip_name(user.username.as_deref()))
+    .bind(clip_name(Some(&user.first_name)).unwrap_or_default())
+    .bind(clip_name(user.last_name.as_deref()))
+    .bind(
+        user.language_code
+            .as_deref()
+            .map(|c| c.chars().take(8).collect::<String>()),
+    )
     .bind(sessions::token_hash(&token))
     .bind(lifetime.as_secs_f64())
     .fetch_one(&state.db)
@@ -291,16 +308,82 @@ pub async fn miniapp_sign_in(
     let (Some(id), Some(email), Some(is_admin)) = row else {
         return Err(ApiError::TelegramNotLinked);
     };
-    let account = CurrentUser {
-        id,
-        email,
-        is_admin,
-    };
-    Ok(super::MiniAppSession {
+    Ok(miniapp_session(
+        state,
+        token,
+        CurrentUser {
+            id,
+            email,
+            is_admin,
+        },
+    ))
+}
+
+fn clip_name(value: Option<&str>) -> Option<String> {
+    value.map(|v| v.chars().take(64).collect())
+}
+
+fn miniapp_session(state: &AppState, token: String, user: CurrentUser) -> super::MiniAppSession {
+    let lifetime = state.settings.miniapp_session();
+    super::MiniAppSession {
         token,
         expires_in_secs: i64::try_from(lifetime.as_secs()).unwrap_or(900),
-        user: account,
-    })
+        user,
+    }
+}
+
+/// An unlinked Telegram user in the Mini App: signs in to an existing account (or creates
+/// one), links it to the Telegram user the initData proves, and opens a Mini App session, in
+/// one step. Sign-in and sign-up keep their rate limits and checks.
+pub async fn miniapp_connect(
+    ctx: &RequestCtx,
+    raw: &str,
+    email: &str,
+    password: &str,
+    create: bool,
+    now: i64,
+) -> Result<super::MiniAppSession, ApiError> {
+    let data = verify_init_data(&ctx.state, raw, now)?;
+    let user = if create {
+        sign_up(ctx, email, password).await?
+    } else {
+        sign_in(ctx, email, password).await?
+    };
+    let tg = &data.user;
+    sqlx::query(
+        "INSERT INTO telegram_accounts
+           (telegram_user_id, username, first_name, last_name, language_code)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (telegram_user_id) DO UPDATE SET
+           username = EXCLUDED.username, first_name = EXCLUDED.first_name,
+           last_name = EXCLUDED.last_name, language_code = EXCLUDED.language_code,
+           last_seen_at = now()",
+    )
+    .bind(tg.id)
+    .bind(clip_name(tg.username.as_deref()))
+    .bind(clip_name(Some(&tg.first_name)).unwrap_or_default())
+    .bind(clip_name(tg.last_name.as_deref()))
+    .bind(
+        tg.language_code
+            .as_deref()
+            .map(|c| c.chars().take(8).collect::<String>()),
+    )
+    .execute(&ctx.state.db)
+    .await
+    .context("failed to record a Telegram user")
+    .map_err(internal)?;
+    crate::telegram::link::service::link_accounts(&ctx.state, tg.id, user.id).await?;
+    tracing::info!(user_id = %user.id, created = create, "Telegram account linked from the Mini App");
+    let lifetime = ctx.state.settings.miniapp_session();
+    let token = sessions::create(
+        &ctx.state.db,
+        user.id,
+        SessionKind::MiniApp,
+        lifetime,
+        false,
+    )
+    .await?;
+    Ok(miniapp_session(&ctx.state, token, user))
 }
 
 fn parse_public_key(hex_key: &str) -> anyhow::Result<ed25519_dalek::VerifyingKey> {

@@ -9,6 +9,8 @@ pub mod accounts;
 #[cfg(feature = "ssr")]
 pub mod init_data;
 #[cfg(feature = "ssr")]
+pub mod one_time;
+#[cfg(feature = "ssr")]
 pub mod password;
 #[cfg(feature = "ssr")]
 pub mod principal;
@@ -105,6 +107,27 @@ pub async fn miniapp_sign_in(init_data: String) -> Result<MiniAppSession, ApiErr
             let state = crate::state::app_state()?;
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             accounts::miniapp_sign_in(&state, &init_data, now).await
+        }
+        .await,
+    )
+}
+
+/// The way forward for an unlinked Telegram user in the Mini App: sign in to an existing
+/// account (`create = false`) or create one (`create = true`), link it to the Telegram user the
+/// initData proves, and get a Mini App session. Public: the initData and the password are the
+/// credentials.
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "auth/telegram/miniapp/connect")]
+pub async fn miniapp_connect(
+    init_data: String,
+    email: String,
+    password: String,
+    create: bool,
+) -> Result<MiniAppSession, ApiError> {
+    crate::error::respond(
+        async {
+            let ctx = accounts::RequestCtx::current()?;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            accounts::miniapp_connect(&ctx, &init_data, &email, &password, create, now).await
         }
         .await,
     )

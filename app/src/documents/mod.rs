@@ -183,6 +183,29 @@ pub async fn telegram_file(id: Uuid) -> Result<Vec<TelegramFilePart>, ApiError> 
     )
 }
 
+/// What the bot receives on `{env}.telegram.documents.send`: send these files to this chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendToChatRequest {
+    pub telegram_user_id: i64,
+    pub document_id: Uuid,
+    pub language_code: Option<String>,
+}
+
+/// Sends one of the signed-in person's documents to their Telegram chat (from the Mini App,
+/// where a file download is awkward). The bot acknowledges at once and sends the file after;
+/// `unavailable` when no bot answers.
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "documents/send-to-chat", input = Json)]
+pub async fn send_to_chat(id: Uuid) -> Result<(), ApiError> {
+    crate::error::respond(
+        async {
+            let caller = crate::auth::passkeys::store::authorize_person().await?;
+            let state = crate::state::app_state()?;
+            service::send_to_chat(&state, caller.user_id, id).await
+        }
+        .await,
+    )
+}
+
 /// Records the Telegram `file_id` of a part the bot just sent.
 #[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "documents/telegram-file-id", input = Json)]
 pub async fn record_telegram_file_id(id: Uuid, part: i32, file_id: String) -> Result<(), ApiError> {

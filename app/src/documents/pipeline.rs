@@ -630,9 +630,11 @@ pub async fn notify(state: &AppState, id: Uuid) -> anyhow::Result<()> {
     }
     let row: Option<Row> = sqlx::query_as(
         "SELECT d.file_name, d.status, d.doc_type, d.fields, d.failure_reason, d.page_count,
-                d.notified_at IS NOT NULL AS notified, t.chat_id, t.language_code,
+                d.notified_at IS NOT NULL AS notified, t.chat_id,
+                COALESCE(u.language, t.language_code) AS language_code,
                 p.processed AS want_processed, p.failed AS want_failed
            FROM documents d
+           JOIN users u ON u.id = d.user_id
            LEFT JOIN telegram_accounts t ON t.user_id = d.user_id
            LEFT JOIN notification_preferences p ON p.user_id = d.user_id
           WHERE d.id = $1",

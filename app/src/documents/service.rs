@@ -136,7 +136,7 @@ pub fn display_name(name: &str) -> String {
     }
 }
 
-fn extension_for(mime: &str) -> &'static str {
+pub(crate) fn extension_for(mime: &str) -> &'static str {
     match mime {
         "image/png" => "png",
         "image/jpeg" => "jpg",
@@ -792,6 +792,49 @@ pub async fn require_multipart(
         }
     }
     next.run(request).await
+}
+
+/// Asks the bot (request/reply on `{env}.telegram.documents.send`) to send one of the
+/// caller's documents to their linked chat.
+pub async fn send_to_chat(state: &AppState, user_id: Uuid, id: Uuid) -> Result<(), ApiError> {
+    summary(&state.db, user_id, id).await?;
+    let linked: Option<(i64, Option<String>)> = sqlx::query_as(
+        "SELECT t.telegram_user_id, COALESCE(u.language, t.language_code)
+           FROM telegram_accounts t JOIN users u ON u.id = t.user_id
+          WHERE t.user_id = $1 AND t.chat_id IS NOT NULL",
+    )
+    .bind(user_id)
+    .fetch_optional(&state.db)
+    .await
+    .context("failed to find a linked chat")
+    .map_err(internal)?;
+    let (telegram_user_id, language_code) = linked.ok_or(ApiError::TelegramNotLinked)?;
+    let request = super::SendToChatRequest {
+        telegram_user_id,
+        document_id: id,
+        language_code,
+    };
+    let payload = serde_json::to_vec(&request)
+        .context("failed to encode a send request")
+        .map_err(internal)?;
+    let reply = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        state
+            .nats
+            .request(state.subjects.send_document(), payload.into()),
+    )
+    .await;
+    match reply {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "no bot took a send-to-chat request");
+            Err(ApiError::Unavailable)
+        }
+        Err(_) => {
+            tracing::warn!("a send-to-chat request timed out");
+            Err(ApiError::Unavailable)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -123,6 +123,14 @@ pub fn AccountPage() -> impl IntoView {
                                         <a href="/settings">"Settings: link Telegram"</a>
                                     </p>
                                     <Passkeys />
+                                    <crate::miniapp::ExportData />
+                                    <crate::miniapp::DeleteAccount on_deleted=|()| {
+                                        // A full load: every part of the page forgets the account.
+                                        #[cfg(feature = "hydrate")]
+                                        if let Some(window) = web_sys::window() {
+                                            let _ = window.location().assign("/");
+                                        }
+                                    } />
                                     <button
                                         type="button"
                                         class="secondary"

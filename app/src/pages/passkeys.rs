@@ -133,7 +133,7 @@ pub fn Passkeys() -> impl IntoView {
 }
 
 #[component]
-fn PasskeyRow(
+pub fn PasskeyRow(
     passkey: PasskeyInfo,
     rename: ServerAction<RenamePasskey>,
     delete: ServerAction<DeletePasskey>,
@@ -216,5 +216,88 @@ fn PasskeyRow(
                 </Show>
             </span>
         </li>
+    }
+}
+
+/// `/passkeys/setup#<token>`: the system-browser half of adding a passkey for a Mini App whose
+/// WebView has no WebAuthn. The token (one-time, ten minutes) is in the fragment, read only
+/// in the browser.
+#[component]
+pub fn PasskeySetupPage() -> impl IntoView {
+    use crate::auth::passkeys::{
+        PasskeySetupStart, register_passkey_from_link, start_passkey_setup,
+    };
+    use crate::error::ApiError;
+
+    let token = RwSignal::new(String::new());
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        if let Some(hash) = web_sys::window().and_then(|w| w.location().hash().ok()) {
+            token.set(hash.trim_start_matches('#').to_owned());
+        }
+    });
+    let started: RwSignal<Option<PasskeySetupStart>> = RwSignal::new(None);
+    let name = RwSignal::new(String::from("My passkey"));
+    let add = Action::new_local(move |name: &String| {
+        let name = name.clone();
+        async move {
+            let start = match started.get_untracked() {
+                Some(start) => start,
+                None => {
+                    let start = start_passkey_setup(token.get_untracked()).await?;
+                    started.set(Some(start.clone()));
+                    start
+                }
+            };
+            register_passkey_from_link(start, name).await
+        }
+    });
+    let result = move || add.value().get();
+    view! {
+        <section class="card narrow">
+            <h1>"Add a passkey"</h1>
+            {move || {
+                started
+                    .get()
+                    .map(|start| {
+                        view! {
+                            <p>"For " <strong>{start.email}</strong></p>
+                        }
+                    })
+            }}
+            {move || match result() {
+                Some(Ok(added)) => {
+                    view! {
+                        <p class="ok" role="status">
+                            "Passkey “" {added.name} "” added. You can go back to Telegram now."
+                        </p>
+                    }
+                        .into_any()
+                }
+                other => {
+                    let failed: Option<ApiError> = other.and_then(Result::err);
+                    view! {
+                        <p class="muted">
+                            "Dossier in Telegram sent you here because its window cannot create passkeys. Add one here; the Mini App shows it when you return."
+                        </p>
+                        <form
+                            class="inline-form"
+                            on:submit=move |event| {
+                                event.prevent_default();
+                                add.dispatch(name.get_untracked());
+                            }
+                        >
+                            <label for="setup-passkey-name">"Name"</label>
+                            <input id="setup-passkey-name" required maxlength="64" bind:value=name />
+                            <button type="submit" disabled=move || add.pending().get()>
+                                "Add a passkey"
+                            </button>
+                        </form>
+                        {failed.map(error_view)}
+                    }
+                        .into_any()
+                }
+            }}
+        </section>
     }
 }

@@ -16,7 +16,16 @@ pub fn SettingsPage() -> impl IntoView {
                 user.0
                     .get()
                     .map(|result| match result {
-                        Ok(Some(_)) => view! { <TelegramSettings /> }.into_any(),
+                        Ok(Some(_)) => {
+                            view! {
+                                <TelegramSettings />
+                                <section class="card" aria-labelledby="notifications-heading">
+                                    <h2 id="notifications-heading">"Notifications"</h2>
+                                    <crate::miniapp::NotificationPreferencesForm />
+                                </section>
+                            }
+                                .into_any()
+                        }
                         Ok(None) => {
                             view! {
                                 <section class="card">

@@ -96,6 +96,13 @@ impl VectorCache {
         }
     }
 
+    /// Drops the person's vectors (their account is gone).
+    pub fn forget(&self, user_id: Uuid) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.remove(&user_id);
+        }
+    }
+
     /// The person's vectors of `model` at `version`, loaded from PostgreSQL when not cached.
     pub async fn get(
         &self,

@@ -43,7 +43,28 @@ fn cache_key(user_id: Uuid, version: &str, mode: &str, question: &str) -> String
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
-    hex::encode(hasher.finalize())
+    // The person's id leads the key, so deleting an account can purge its answers at once.
+    format!("{user_id}.{}", hex::encode(hasher.finalize()))
+}
+
+/// Drops every cached answer of `user_id` (their account is being deleted).
+pub async fn forget_answers(state: &AppState, user_id: Uuid) -> anyhow::Result<()> {
+    let bucket = state.subjects.answers_bucket();
+    // Made if missing, so its stream exists below.
+    crate::telegram::link::service::bucket(state, bucket.clone(), CACHE_TTL)
+        .await
+        .map_err(|error| anyhow::anyhow!("the answer cache is unavailable: {error}"))?;
+    let stream = state
+        .jetstream
+        .get_stream(format!("KV_{bucket}"))
+        .await
+        .map_err(|error| anyhow::anyhow!("the answer cache is unavailable: {error}"))?;
+    stream
+        .purge()
+        .filter(format!("$KV.{bucket}.{user_id}.>"))
+        .await
+        .map_err(|error| anyhow::anyhow!("failed to purge cached answers: {error}"))?;
+    Ok(())
 }
 
 fn valid_stream_id(id: &str) -> bool {

@@ -29,6 +29,9 @@ pub struct TelegramStatus {
     pub linked: bool,
     /// The linked account's email, shown back to its owner in their own chat.
     pub email: Option<String>,
+    /// The language the linked person chose in Dossier (`en`, `ru`); `None` follows Telegram.
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 /// Records the acting Telegram user (names, language, private chat) and says whether they are

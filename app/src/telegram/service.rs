@@ -22,7 +22,7 @@ pub async fn hello(
         .language_code
         .as_deref()
         .map(|code| code.chars().take(8).collect::<String>());
-    let row: (Option<String>,) = sqlx::query_as(
+    let row: (Option<String>, Option<String>) = sqlx::query_as(
         "WITH tg AS (
            INSERT INTO telegram_accounts
              (telegram_user_id, chat_id, username, first_name, last_name, language_code)
@@ -33,7 +33,7 @@ pub async fn hello(
              language_code = EXCLUDED.language_code, last_seen_at = now()
            RETURNING user_id
          )
-         SELECT u.email FROM tg LEFT JOIN users u ON u.id = tg.user_id",
+         SELECT u.email, u.language FROM tg LEFT JOIN users u ON u.id = tg.user_id",
     )
     .bind(telegram_user_id)
     .bind(profile.chat_id)
@@ -48,6 +48,7 @@ pub async fn hello(
     Ok(TelegramStatus {
         linked: row.0.is_some(),
         email: row.0,
+        language: row.1,
     })
 }
 

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::*;
 
-const TOKEN: &str = "123456:emulator-token";
+pub const TOKEN: &str = "123456:emulator-token";
 pub const BOT_SECRET: &str = "bot-test-secret-bot-test-secret-0123456789";
 
 /// The server, listening on a real port (the bot reaches it over HTTP).

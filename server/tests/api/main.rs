@@ -6,6 +6,7 @@ mod bot;
 mod documents;
 mod helpers;
 mod link;
+mod miniapp;
 mod passkeys;
 mod rag;
 mod system;

@@ -513,3 +513,151 @@ async fn passkeys_are_off_when_the_public_url_is_an_ip_address(db: sqlx::PgPool)
     assert_eq!(reply.status, 503, "{}", reply.body);
     assert_eq!(reply.json()["code"], "unavailable");
 }
+
+/// The Mini App's fallback: a one-time link opens the system browser, which registers the
+/// passkey without any session; the Mini App learns the result through the status call.
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_setup_link_adds_a_passkey_in_the_browser_once(db: sqlx::PgPool) {
+    let app = spawn_app(db.clone()).await;
+    let ann = sign_up(&app, "ann@example.org").await;
+    let bob = sign_up(&app, "bob@example.org").await;
+
+    let link = call(
+        &app,
+        "/api/auth/passkeys/setup-link",
+        "",
+        &with_cookie(&ann),
+    )
+    .await;
+    assert_eq!(link.status, 200, "{}", link.body);
+    let link = link.json();
+    let setup = link["setup"].as_str().expect("setup id").to_owned();
+    let url = link["url"].as_str().expect("url");
+    assert_eq!(link["expires_in_secs"], 600);
+    // The token is in the fragment: it never reaches a server log or a Referer header.
+    let (page, token) = url.split_once('#').expect("a fragment");
+    assert_eq!(page, format!("{ORIGIN}/passkeys/setup"));
+    assert_eq!(token.len(), 43);
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT token_hash FROM one_time_links")
+        .fetch_one(&db)
+        .await
+        .expect("stored");
+    assert_ne!(stored, token.as_bytes(), "only the hash is stored");
+
+    let status = |cookie: String| {
+        let app = &app;
+        let setup = setup.clone();
+        async move {
+            call(
+                app,
+                "/api/auth/passkeys/setup/status",
+                &form(&[("setup", &setup)]),
+                &with_cookie(&cookie),
+            )
+            .await
+        }
+    };
+    assert_eq!(status(ann.clone()).await.json()["state"], "waiting");
+    // Only its owner may ask.
+    assert_eq!(status(bob.clone()).await.status, 404);
+
+    // The system browser: no cookie, no Origin of a session; the token alone.
+    let start = call(
+        &app,
+        "/api/auth/passkeys/setup/start",
+        &form(&[("token", token)]),
+        &[],
+    )
+    .await;
+    assert_eq!(start.status, 200, "{}", start.body);
+    let start = start.json();
+    assert_eq!(start["email"], "ann@example.org");
+    assert_eq!(status(ann.clone()).await.json()["state"], "opened");
+    // The link works once.
+    let again = call(
+        &app,
+        "/api/auth/passkeys/setup/start",
+        &form(&[("token", token)]),
+        &[],
+    )
+    .await;
+    assert_eq!(again.status, 400, "{}", again.body);
+    assert!(
+        again.json()["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("expired or was already used")
+    );
+    let forged = call(
+        &app,
+        "/api/auth/passkeys/setup/start",
+        &form(&[("token", &"A".repeat(43))]),
+        &[],
+    )
+    .await;
+    assert_eq!(forged.status, 400);
+
+    let mut device = SoftAuthenticator::new(9);
+    let credential = device.create(&start["ceremony"]["options"], ORIGIN);
+    let finish_body = json!({
+        "setup": setup,
+        "ceremony": start["ceremony"]["ceremony"],
+        "name": "Phone",
+        "credential": credential,
+    });
+    let finished = call_json(&app, "/api/auth/passkeys/setup/finish", &finish_body, &[]).await;
+    assert_eq!(finished.status, 200, "{}", finished.body);
+    assert_eq!(finished.json()["name"], "Phone");
+    let done = status(ann.clone()).await.json();
+    assert_eq!(done["state"], "done");
+    assert_eq!(done["name"], "Phone");
+    // Ann's, not Bob's; and the finished setup cannot be finished twice.
+    assert_eq!(list(&app, &ann).await.len(), 1);
+    assert_eq!(list(&app, &bob).await.len(), 0);
+    let replay = call_json(&app, "/api/auth/passkeys/setup/finish", &finish_body, &[]).await;
+    assert_eq!(replay.status, 400, "{}", replay.body);
+
+    // An unopened link stops working after its ten minutes.
+    let late = call(
+        &app,
+        "/api/auth/passkeys/setup-link",
+        "",
+        &with_cookie(&ann),
+    )
+    .await
+    .json();
+    sqlx::query("UPDATE one_time_links SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(
+            late["setup"]
+                .as_str()
+                .expect("id")
+                .parse::<uuid::Uuid>()
+                .expect("uuid"),
+        )
+        .execute(&db)
+        .await
+        .expect("expire");
+    let late_token = late["url"]
+        .as_str()
+        .expect("url")
+        .split_once('#')
+        .expect("#")
+        .1
+        .to_owned();
+    let expired = call(
+        &app,
+        "/api/auth/passkeys/setup/start",
+        &form(&[("token", &late_token)]),
+        &[],
+    )
+    .await;
+    assert_eq!(expired.status, 400);
+    let state = call(
+        &app,
+        "/api/auth/passkeys/setup/status",
+        &form(&[("setup", late["setup"].as_str().expect("id"))]),
+        &with_cookie(&ann),
+    )
+    .await;
+    assert_eq!(state.json()["state"], "expired");
+}

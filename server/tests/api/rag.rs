@@ -626,7 +626,7 @@ async fn wait_for_message(
     }
 }
 
-async fn sent_documents(emulator: &crate::bot::Emulator, chat: i64) -> Vec<Value> {
+pub async fn sent_documents(emulator: &crate::bot::Emulator, chat: i64) -> Vec<Value> {
     emulator
         .sent(chat)
         .await
@@ -635,7 +635,11 @@ async fn sent_documents(emulator: &crate::bot::Emulator, chat: i64) -> Vec<Value
         .collect()
 }
 
-async fn wait_documents(emulator: &crate::bot::Emulator, chat: i64, count: usize) -> Vec<Value> {
+pub async fn wait_documents(
+    emulator: &crate::bot::Emulator,
+    chat: i64,
+    count: usize,
+) -> Vec<Value> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let sent = sent_documents(emulator, chat).await;
@@ -650,7 +654,7 @@ async fn wait_documents(emulator: &crate::bot::Emulator, chat: i64, count: usize
     }
 }
 
-async fn emulator_file(emulator: &crate::bot::Emulator, file_id: &str) -> Vec<u8> {
+pub async fn emulator_file(emulator: &crate::bot::Emulator, file_id: &str) -> Vec<u8> {
     emulator
         .get_bytes(&format!("/control/files/{file_id}"))
         .await

@@ -13,6 +13,12 @@ use crate::error::ApiError;
 
 fn credentials() -> Result<web_sys::CredentialsContainer, ApiError> {
     let window = web_sys::window().ok_or_else(|| ApiError::validation("no browser window"))?;
+    // Some WebViews (older Telegram clients) have no WebAuthn at all.
+    let supported =
+        js_sys::Reflect::has(&window, &JsValue::from_str("PublicKeyCredential")).unwrap_or(false);
+    if !supported {
+        return Err(ApiError::validation(super::UNSUPPORTED));
+    }
     Ok(window.navigator().credentials())
 }
 
@@ -25,7 +31,7 @@ fn browser_error(error: JsValue) -> ApiError {
     let message = match name.as_str() {
         "NotAllowedError" => "the passkey prompt was cancelled or timed out",
         "InvalidStateError" => "this authenticator already holds a passkey for your account",
-        "NotSupportedError" => "this browser or device does not support passkeys",
+        "NotSupportedError" => super::UNSUPPORTED,
         "SecurityError" => "passkeys are not available on this address (use the site's domain)",
         _ => "the browser could not complete the passkey request",
     };

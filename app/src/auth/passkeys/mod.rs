@@ -22,6 +22,10 @@ use webauthn_rs_proto::{
 use super::CurrentUser;
 use crate::error::ApiError;
 
+/// The message of a browser or WebView without WebAuthn; the Mini App falls back to the
+/// system browser on it.
+pub const UNSUPPORTED: &str = "this browser or device does not support passkeys";
+
 /// The longest passkey name, in characters (the database checks it too).
 pub const MAX_NAME_CHARS: usize = 64;
 
@@ -159,6 +163,105 @@ pub async fn delete_passkey(id: Uuid) -> Result<(), ApiError> {
         }
         .await,
     )
+}
+
+/// A link that opens the system browser to add a passkey, for a Mini App whose WebView has no
+/// WebAuthn. It works once, for ten minutes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasskeySetupLink {
+    pub setup: Uuid,
+    pub url: String,
+    pub expires_in_secs: u64,
+}
+
+/// What the setup page gets when it opens a link.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PasskeySetupStart {
+    pub setup: Uuid,
+    /// Whose passkey this is, so the page can say so.
+    pub email: String,
+    pub ceremony: Ceremony<CreationChallengeResponse>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum PasskeySetupStatus {
+    /// Not opened yet.
+    Waiting,
+    /// Opened in the browser; the passkey is not added yet.
+    Opened,
+    Done {
+        name: String,
+    },
+    Expired,
+}
+
+/// Creates a one-time passkey setup link for the signed-in person (Mini App or web).
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "auth/passkeys/setup-link")]
+pub async fn create_passkey_setup_link() -> Result<PasskeySetupLink, ApiError> {
+    crate::error::respond(
+        async {
+            let state = crate::state::app_state()?;
+            let caller = store::authorize_person().await?;
+            store::create_setup_link(&state, caller.user_id).await
+        }
+        .await,
+    )
+}
+
+/// Where one of the caller's setup links is (the Mini App polls this while it waits).
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "auth/passkeys/setup/status")]
+pub async fn get_passkey_setup_status(setup: Uuid) -> Result<PasskeySetupStatus, ApiError> {
+    crate::error::respond(
+        async {
+            let state = crate::state::app_state()?;
+            let caller = store::authorize_person().await?;
+            store::setup_status(&state.db, caller.user_id, setup).await
+        }
+        .await,
+    )
+}
+
+/// Opens a setup link and starts registering a passkey. Public: the one-time token is the
+/// credential, and it works once.
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "auth/passkeys/setup/start")]
+pub async fn start_passkey_setup(token: String) -> Result<PasskeySetupStart, ApiError> {
+    crate::error::respond(
+        async {
+            let state = crate::state::app_state()?;
+            store::start_setup(&state, &token).await
+        }
+        .await,
+    )
+}
+
+/// Finishes a passkey started from a setup link. Public: the ceremony (known only to the page
+/// that opened the link) is bound to the link's person and consumed once.
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "auth/passkeys/setup/finish", input = Json)]
+pub async fn finish_passkey_setup(
+    setup: Uuid,
+    ceremony: Uuid,
+    name: String,
+    credential: RegisterPublicKeyCredential,
+) -> Result<PasskeyInfo, ApiError> {
+    crate::error::respond(
+        async {
+            let state = crate::state::app_state()?;
+            let name = clean_name(&name)?;
+            store::finish_setup(&state, setup, ceremony, &name, &credential).await
+        }
+        .await,
+    )
+}
+
+/// The system-browser half of a setup link: open it, `navigator.credentials.create`, finish.
+pub async fn register_passkey_from_link(
+    start: PasskeySetupStart,
+    name: String,
+) -> Result<PasskeyInfo, ApiError> {
+    let name = clean_name(&name)?;
+    let credential = create_credential(start.ceremony.options).await?;
+    finish_passkey_setup(start.setup, start.ceremony.ceremony, name, credential).await
 }
 
 /// The whole browser-side registration: start, `navigator.credentials.create`, finish.

@@ -16,7 +16,7 @@ use webauthn_rs_proto::ResidentKeyRequirement;
 use super::{Ceremony, PasskeyInfo};
 use crate::auth::accounts::RequestCtx;
 use crate::auth::principal::{self, Caller, Permission, Via, check_origin, client_ip};
-use crate::auth::{CurrentUser, accounts, ratelimit};
+use crate::auth::{CurrentUser, accounts, one_time, ratelimit};
 use crate::error::ApiError;
 use crate::state::{AppState, internal};
 
@@ -400,6 +400,119 @@ pub async fn delete(db: &sqlx::PgPool, user_id: Uuid, id: Uuid) -> Result<(), Ap
         .context("failed to commit a passkey deletion")
         .map_err(internal)?;
     Ok(())
+}
+
+/// A passkey set up in the system browser for a Mini App user: the one-time link's id and the
+/// URL to open. The token travels in the URL fragment, so it never reaches a server log or a
+/// `Referer`.
+pub async fn create_setup_link(
+    state: &AppState,
+    user_id: Uuid,
+) -> Result<super::PasskeySetupLink, ApiError> {
+    webauthn(state)?;
+    let (setup, token) =
+        one_time::create(&state.db, user_id, one_time::Purpose::PasskeySetup).await?;
+    let base = state.settings.public_url.trim_end_matches('/');
+    Ok(super::PasskeySetupLink {
+        setup,
+        url: format!("{base}/passkeys/setup#{token}"),
+        expires_in_secs: one_time::LIFETIME.as_secs(),
+    })
+}
+
+/// Opens a setup link (once) and starts the registration for the person it belongs to.
+pub async fn start_setup(
+    state: &AppState,
+    token: &str,
+) -> Result<super::PasskeySetupStart, ApiError> {
+    webauthn(state)?;
+    let (setup, user_id) = one_time::take(&state.db, token, one_time::Purpose::PasskeySetup)
+        .await?
+        .ok_or_else(setup_link_gone)?;
+    let email = accounts::find_user(&state.db, user_id)
+        .await?
+        .ok_or_else(setup_link_gone)?
+        .email;
+    let ceremony = start_registration(state, user_id).await?;
+    Ok(super::PasskeySetupStart {
+        setup,
+        email,
+        ceremony,
+    })
+}
+
+fn setup_link_gone() -> ApiError {
+    ApiError::validation(
+        "this setup link has expired or was already used; start again from Dossier in Telegram",
+    )
+}
+
+/// Finishes the registration a setup link started; the ceremony is bound to the link's person.
+pub async fn finish_setup(
+    state: &AppState,
+    setup: Uuid,
+    ceremony: Uuid,
+    name: &str,
+    credential: &RegisterPublicKeyCredential,
+) -> Result<PasskeyInfo, ApiError> {
+    let row: Option<(Uuid,)> = sqlx::query_as(
+        "SELECT user_id FROM one_time_links
+          WHERE id = $1 AND purpose = 'passkey_setup' AND used_at IS NOT NULL
+            AND completed_at IS NULL AND used_at > now() - make_interval(secs => $2)",
+    )
+    .bind(setup)
+    .bind(one_time::LIFETIME.as_secs_f64())
+    .fetch_optional(&state.db)
+    .await
+    .context("failed to read a passkey setup")
+    .map_err(internal)?;
+    let (user_id,) = row.ok_or_else(setup_link_gone)?;
+    let passkey = finish_registration(state, user_id, ceremony, name, credential).await?;
+    sqlx::query(
+        "UPDATE one_time_links SET completed_at = now(), passkey_name = $2
+          WHERE id = $1 AND user_id = $3",
+    )
+    .bind(setup)
+    .bind(&passkey.name)
+    .bind(user_id)
+    .execute(&state.db)
+    .await
+    .context("failed to record a finished passkey setup")
+    .map_err(internal)?;
+    tracing::info!(%user_id, "passkey added through a setup link");
+    Ok(passkey)
+}
+
+/// Where one of the caller's setup links is.
+pub async fn setup_status(
+    db: &sqlx::PgPool,
+    user_id: Uuid,
+    setup: Uuid,
+) -> Result<super::PasskeySetupStatus, ApiError> {
+    type Row = (bool, bool, Option<String>, bool);
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT used_at IS NOT NULL, completed_at IS NOT NULL, passkey_name,
+                CASE WHEN used_at IS NULL THEN expires_at > now()
+                     ELSE used_at > now() - make_interval(secs => $3) END
+           FROM one_time_links
+          WHERE id = $1 AND user_id = $2 AND purpose = 'passkey_setup'",
+    )
+    .bind(setup)
+    .bind(user_id)
+    .bind(one_time::LIFETIME.as_secs_f64())
+    .fetch_optional(db)
+    .await
+    .context("failed to read a passkey setup")
+    .map_err(internal)?;
+    use super::PasskeySetupStatus as S;
+    Ok(match row.ok_or(ApiError::NotFound)? {
+        (_, true, name, _) => S::Done {
+            name: name.unwrap_or_default(),
+        },
+        (_, false, _, false) => S::Expired,
+        (false, false, _, true) => S::Waiting,
+        (true, false, _, true) => S::Opened,
+    })
 }
 
 #[cfg(test)]
