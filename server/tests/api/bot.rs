@@ -231,7 +231,7 @@ async fn commands_menus_and_odd_messages_get_the_right_replies(db: sqlx::PgPool)
     .await;
     let menu = emulator.get("/control/menu-button").await;
     assert_eq!(menu["type"], "web_app");
-    assert_eq!(menu["web_app"]["url"], "http://localhost:3000/app");
+    assert_eq!(menu["web_app"]["url"], "http://localhost:3000/miniapp");
 
     emulator.say(501, "/start", "en").await;
     let sent = emulator.wait_for(501, 1).await;
@@ -271,7 +271,7 @@ async fn commands_menus_and_odd_messages_get_the_right_replies(db: sqlx::PgPool)
     );
     assert_eq!(
         sent[2]["reply_markup"]["inline_keyboard"][0][0]["web_app"]["url"],
-        "http://localhost:3000/app/settings"
+        "http://localhost:3000/miniapp/preferences"
     );
     assert!(text(&sent[3]).contains("not linked"), "{}", text(&sent[3]));
     assert_eq!(
