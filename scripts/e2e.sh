@@ -7,6 +7,9 @@ export DOSSIER_LISTEN_ADDR=127.0.0.1:3100
 export DOSSIER_PUBLIC_URL=http://localhost:3100
 export DOSSIER_DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/dossier_e2e"
 export DOSSIER_LOG_FORMAT=json
+# Rate limits count per client address; suites that sign up many accounts send their own
+# X-Forwarded-For so they do not exhaust the sign-up limit of the others.
+export DOSSIER_TRUST_FORWARDED_FOR=true
 export DOSSIER_E2E_LOG="$DOSSIER_CACHE/e2e-stack.log"
 
 # A clean database each run, so tests never depend on an earlier run's leftovers.

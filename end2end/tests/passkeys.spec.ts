@@ -66,7 +66,7 @@ test.describe("passkeys", () => {
     await page.getByLabel("New name").fill("Work laptop");
     await page.getByRole("button", { name: "Save" }).click();
     await expect(page.getByTestId("passkey")).toContainText("Work laptop");
-    await page.getByRole("button", { name: "Delete" }).click();
+    await page.getByRole("button", { name: "Delete", exact: true }).click();
     await page.getByRole("button", { name: "Yes, delete" }).click();
     await expect(page.getByText("You have no passkeys yet.")).toBeVisible();
 
