@@ -54,3 +54,21 @@ version_at_least() { # version_at_least 2.15.1 2.11
 pg_up() {
   pg_isready -q -h "$PG_HOST" -p "$PG_PORT" 2>/dev/null
 }
+
+# The manifest validators (scripts/manifests.sh), from PyPI into a venv of their own.
+MANIFEST_VENV="$DOSSIER_CACHE/manifests-venv"
+MANIFEST_TOOLS=(kubernetes-validate==1.37.0 check-jsonschema==0.39.0 jsonschema==4.26.0 PyYAML==6.0.3)
+
+manifest_tools_ready() {
+  [[ -x "$MANIFEST_VENV/bin/python" ]] \
+    && [[ "$(cat "$MANIFEST_VENV/.tools" 2>/dev/null)" == "${MANIFEST_TOOLS[*]}" ]]
+}
+
+install_manifest_tools() {
+  manifest_tools_ready && return
+  say "installing the manifest validators into $MANIFEST_VENV: ${MANIFEST_TOOLS[*]}"
+  rm -rf "$MANIFEST_VENV"
+  python3 -m venv "$MANIFEST_VENV" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  "$MANIFEST_VENV/bin/python" -m pip install -q --disable-pip-version-check "${MANIFEST_TOOLS[@]}"
+  echo "${MANIFEST_TOOLS[*]}" >"$MANIFEST_VENV/.tools"
+}
