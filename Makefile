@@ -19,14 +19,15 @@ TEST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
 	DOSSIER_TEST_NATS_BIN=$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server \
 	DOSSIER_TEST_MOTO_BIN=$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/moto_server
 
-NATIVE_PACKAGES := -p app -p server -p bot -p tgemu -p testkit -p vecscan
+NATIVE_PACKAGES := -p app -p server -p bot -p tgemu -p testkit -p vecscan -p prom
 
-.PHONY: help bootstrap services build run test lint test-rust e2e bench clean-e2e
+.PHONY: help bootstrap services build run test lint test-rust e2e bench clean-e2e manifests
 
 help:
 	@echo "make run    build and start Dossier on http://localhost:3000 (with a local Telegram emulator when no TELEGRAM_BOT_TOKEN)"
 	@echo "make test   formatting, clippy (ssr, hydrate, bot), Rust tests, Playwright end-to-end"
 	@echo "make lint   formatting and clippy only"
+	@echo "make manifests  render and validate the deployment files (deploy/, compose, CI workflow)"
 	@echo "make bench  benchmarks that print figures"
 
 bootstrap:
@@ -53,7 +54,12 @@ test-rust: services
 e2e: build services
 	scripts/e2e.sh
 
-test: lint test-rust e2e
+# Only what it needs (kubectl and a venv of validators, which the script installs when
+# missing), not the whole bootstrap: seconds, so it runs first.
+manifests:
+	@scripts/manifests.sh
+
+test: manifests lint test-rust e2e
 
 bench: services
 	$(TEST_ENV) cargo bench -p server --features app/ssr --bench auth --bench bot --bench documents --bench rag

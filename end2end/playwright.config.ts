@@ -4,6 +4,19 @@ import { defineConfig } from "@playwright/test";
 // drive the browser. Debian's Chromium is used: Playwright never downloads a browser here.
 const baseURL = process.env.BASE_URL ?? "http://localhost:3100";
 
+// Debian's Chromium and the flags every suite runs it with (suites that need more append theirs).
+export const CHROMIUM = "/usr/bin/chromium";
+export const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
 export default defineConfig({
   testDir: "./tests",
   timeout: 30_000,
@@ -16,19 +29,7 @@ export default defineConfig({
   use: {
     baseURL,
     trace: "retain-on-failure",
-    launchOptions: {
-      executablePath: "/usr/bin/chromium",
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    },
+    launchOptions: { executablePath: CHROMIUM, args: CHROMIUM_ARGS },
   },
   projects: [
     { name: "js", use: { javaScriptEnabled: true }, testIgnore: /.*\.nojs\.spec\.ts/ },

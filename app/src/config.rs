@@ -40,6 +40,9 @@ pub struct Settings {
     pub database_url: SecretString,
     pub database_max_connections: u32,
     pub nats_url: String,
+    /// JetStream replicas of Dossier's streams and KV buckets: 1 on one server, 3 on a
+    /// three-node cluster (applied when they are created or updated).
+    pub nats_replicas: usize,
     pub log_format: LogFormat,
     /// Local files (object store, model cache) live under this directory.
     pub data_dir: PathBuf,
@@ -62,6 +65,9 @@ pub struct Settings {
     pub miniapp_session_minutes: i64,
     /// Behind a reverse proxy, take the client address from `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
+    /// Comma-separated emails whose accounts are administrators (besides the first account).
+    #[serde(default)]
+    pub admin_emails: String,
     /// Services that may call the API with signed requests, by name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceSettings>,
@@ -206,6 +212,7 @@ impl Default for Settings {
             database_url: SecretString::from("postgres://postgres@127.0.0.1:5432/dossier"),
             database_max_connections: 10,
             nats_url: "nats://127.0.0.1:4222".into(),
+            nats_replicas: 1,
             log_format: LogFormat::Pretty,
             data_dir: PathBuf::from("data"),
             site_root: PathBuf::from("target/site"),
@@ -217,6 +224,7 @@ impl Default for Settings {
             web_session_idle_hours: 24 * 14,
             miniapp_session_minutes: 15,
             trust_forwarded_for: false,
+            admin_emails: String::new(),
             services: BTreeMap::new(),
             s3: S3Settings::default(),
             model_dir: PathBuf::from("data/models/all-MiniLM-L6-v2"),
@@ -261,6 +269,9 @@ impl Settings {
                 self.public_url
             ));
         }
+        if !(1..=5).contains(&self.nats_replicas) {
+            return Err("nats_replicas must be between 1 and 5".into());
+        }
         if !(1..=2048).contains(&self.documents.max_upload_mb) {
             return Err("documents.max_upload_mb must be between 1 and 2048".into());
         }
@@ -273,6 +284,14 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// Whether `normalized_email` (lower-case) is named in `admin_emails`.
+    pub fn is_admin_email(&self, normalized_email: &str) -> bool {
+        self.admin_emails
+            .split(',')
+            .map(str::trim)
+            .any(|admin| !admin.is_empty() && admin.eq_ignore_ascii_case(normalized_email))
     }
 
     /// The public origin's host, the WebAuthn relying-party id.

@@ -99,6 +99,7 @@ pub const NOTIFICATION_MAX_AGE: std::time::Duration = std::time::Duration::from_
 pub async fn ensure_streams(
     jetstream: &async_nats::jetstream::Context,
     subjects: &Subjects,
+    replicas: usize,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
@@ -111,6 +112,7 @@ pub async fn ensure_streams(
             retention: RetentionPolicy::WorkQueue,
             storage: StorageType::File,
             duplicate_window: std::time::Duration::from_secs(120),
+            num_replicas: replicas,
             ..Config::default()
         })
         .await
@@ -125,6 +127,7 @@ pub async fn ensure_streams(
             storage: StorageType::File,
             max_age: NOTIFICATION_MAX_AGE,
             duplicate_window: NOTIFICATION_MAX_AGE,
+            num_replicas: replicas,
             ..Config::default()
         })
         .await

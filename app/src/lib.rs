@@ -2,6 +2,7 @@
 //! Backend services live behind `#[cfg(feature = "ssr")]`.
 
 pub mod account;
+pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod documents;
@@ -10,6 +11,7 @@ pub mod miniapp;
 pub mod notifications;
 pub mod pages;
 pub mod rag;
+pub mod security;
 pub mod system;
 pub mod telegram;
 
@@ -30,6 +32,7 @@ use leptos_router::components::{A, Outlet, ParentRoute, Route, Router, Routes};
 use crate::miniapp::{
     MiniAppShell, MiniData, MiniDocuments, MiniHome, MiniLanguage, MiniPasskeys, MiniPreferences,
 };
+use crate::pages::admin::AdminTrafficPage;
 use crate::pages::auth::{AccountPage, SignInPage, SignUpPage, UserNav, provide_user_resource};
 use crate::pages::documents::DocumentsPage;
 use crate::pages::home::HomePage;
@@ -38,6 +41,8 @@ use crate::pages::settings::SettingsPage;
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    security::set_page_policy();
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -82,6 +87,10 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("account") view=AccountPage />
                     <Route path=StaticSegment("settings") view=SettingsPage />
                     <Route path=StaticSegment("documents") view=DocumentsPage />
+                    <Route
+                        path=(StaticSegment("admin"), StaticSegment("traffic"))
+                        view=AdminTrafficPage
+                    />
                     <Route
                         path=(StaticSegment("passkeys"), StaticSegment("setup"))
                         view=PasskeySetupPage

@@ -30,6 +30,8 @@ pub struct AppState {
     pub qdrant: Option<Arc<crate::adapters::qdrant::QdrantIndex>>,
     /// People's vectors in memory for the embedded search.
     pub vectors: Arc<crate::rag::retrieve::VectorCache>,
+    /// Live NATS traffic counts for the administrators' page (started on first view).
+    pub traffic: Arc<crate::admin::traffic::Traffic>,
     /// Set once this process made sure the JetStream streams exist.
     pub streams: Arc<tokio::sync::OnceCell<()>>,
 }

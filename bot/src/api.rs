@@ -117,6 +117,19 @@ impl Api {
         path_and_query: &str,
         telegram_user: Option<i64>,
     ) -> Result<bytes::Bytes, ApiError> {
+        let started = std::time::Instant::now();
+        let result = self
+            .download_unobserved(path_and_query, telegram_user)
+            .await;
+        crate::metrics::api_call("download", started.elapsed(), &result);
+        result
+    }
+
+    async fn download_unobserved(
+        &self,
+        path_and_query: &str,
+        telegram_user: Option<i64>,
+    ) -> Result<bytes::Bytes, ApiError> {
         let url = self
             .base
             .join(path_and_query)
@@ -186,6 +199,21 @@ impl Api {
     }
 
     async fn send<O: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        telegram_user: Option<i64>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<O, ApiError> {
+        let started = std::time::Instant::now();
+        let result = self
+            .send_unobserved(endpoint, telegram_user, content_type, body)
+            .await;
+        crate::metrics::api_call(endpoint, started.elapsed(), &result);
+        result
+    }
+
+    async fn send_unobserved<O: DeserializeOwned>(
         &self,
         endpoint: &str,
         telegram_user: Option<i64>,

@@ -38,7 +38,10 @@ pub fn parse_source(data: &str) -> Option<Uuid> {
     if id.len() != 36 {
         return None;
     }
-    Uuid::parse_str(id).ok()
+    // Exactly the spelling the bot writes (lower-case, hyphenated).
+    Uuid::parse_str(id)
+        .ok()
+        .filter(|uuid| uuid.hyphenated().to_string() == id)
 }
 
 fn stream_id() -> String {
@@ -157,7 +160,7 @@ pub async fn on_question(
     lang: Lang,
     question: &str,
 ) -> anyhow::Result<()> {
-    let _ = ctx.bot.send_chat_action(chat, ChatAction::Typing).await;
+    let _ = crate::metrics::send(ctx.bot.send_chat_action(chat, ChatAction::Typing)).await;
     let stream = ctx.answers.get().map(|_| stream_id());
     let follower = match (ctx.answers.get(), &stream) {
         (Some((client, env)), Some(id)) => {
@@ -252,30 +255,39 @@ async fn send_source(ctx: &Ctx, query: &CallbackQuery, id: Uuid) -> anyhow::Resu
     let lang = Lang::from_code(query.from.language_code.as_deref());
     let telegram_user = telegram_id(&query.from);
     let chat = ChatId(telegram_user);
-    let parts: Result<Vec<TelegramFilePart>, ApiError> = ctx
-        .api
+    let parts = match file_parts(ctx, telegram_user, id).await {
+        Ok(parts) => parts,
+        Err(ApiError::NotFound) => {
+            crate::metrics::send(
+                ctx.bot
+                    .answer_callback_query(query.id.clone())
+                    .text(Text::SourceGone.render(lang)),
+            )
+            .await?;
+            return Ok(());
+        }
+        Err(error) => {
+            crate::metrics::send(ctx.bot.answer_callback_query(query.id.clone())).await?;
+            return crate::handlers::say_error(ctx, chat, lang, &error).await;
+        }
+    };
+    crate::metrics::send(ctx.bot.answer_callback_query(query.id.clone())).await?;
+    send_parts(ctx, telegram_user, lang, id, parts).await
+}
+
+/// The parts of one of the person's documents, as the server describes them for sending.
+async fn file_parts(
+    ctx: &Ctx,
+    telegram_user: i64,
+    id: Uuid,
+) -> Result<Vec<TelegramFilePart>, ApiError> {
+    ctx.api
         .call(
             "documents/telegram-file",
             Some(telegram_user),
             &json!({ "id": id }),
         )
-        .await;
-    let parts = match parts {
-        Ok(parts) => parts,
-        Err(ApiError::NotFound) => {
-            ctx.bot
-                .answer_callback_query(query.id.clone())
-                .text(Text::SourceGone.render(lang))
-                .await?;
-            return Ok(());
-        }
-        Err(error) => {
-            ctx.bot.answer_callback_query(query.id.clone()).await?;
-            return crate::handlers::say_error(ctx, chat, lang, &error).await;
-        }
-    };
-    ctx.bot.answer_callback_query(query.id.clone()).await?;
-    send_parts(ctx, telegram_user, lang, id, parts).await
+        .await
 }
 
 /// Sends a document's files to the person's chat (asked for from the Mini App).
@@ -286,15 +298,7 @@ pub async fn send_document(
     id: Uuid,
 ) -> anyhow::Result<()> {
     let chat = ChatId(telegram_user);
-    let parts: Result<Vec<TelegramFilePart>, ApiError> = ctx
-        .api
-        .call(
-            "documents/telegram-file",
-            Some(telegram_user),
-            &json!({ "id": id }),
-        )
-        .await;
-    match parts {
+    match file_parts(ctx, telegram_user, id).await {
         Ok(parts) => send_parts(ctx, telegram_user, lang, id, parts).await,
         Err(ApiError::NotFound) => {
             crate::handlers::say(ctx, chat, &Text::SourceGone, lang).await?;
@@ -354,10 +358,7 @@ async fn send_parts(
     parts: Vec<TelegramFilePart>,
 ) -> anyhow::Result<()> {
     let chat = ChatId(telegram_user);
-    let _ = ctx
-        .bot
-        .send_chat_action(chat, ChatAction::UploadDocument)
-        .await;
+    let _ = crate::metrics::send(ctx.bot.send_chat_action(chat, ChatAction::UploadDocument)).await;
     for part in parts.into_iter().take(MAX_PARTS_SENT) {
         if let Some(file_id) = &part.telegram_file_id {
             let request = ctx
@@ -422,6 +423,7 @@ mod tests {
             &format!("doc:{id}x"),
             &format!("push:{id}"),
             &format!("doc:{}", id.simple()),
+            &format!("doc:{}", id.to_string().to_uppercase()),
         ] {
             assert_eq!(parse_source(bad), None, "{bad}");
         }

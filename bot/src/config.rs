@@ -43,6 +43,8 @@ pub struct Nats {
     /// The environment name; prefixes the bucket.
     pub env: String,
     pub lease_ttl: Duration,
+    /// JetStream replicas of the lease bucket (`DOSSIER_NATS_REPLICAS`, as the server's).
+    pub replicas: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -71,6 +73,9 @@ pub struct Config {
     /// Largest file the bot downloads from Telegram: 20 MB through Telegram's public Bot API;
     /// up to 2,000 MB with a local Bot API server.
     pub max_file_bytes: u64,
+    /// Where `/metrics` and `/healthz` are served (`DOSSIER_BOT_METRICS_LISTEN`, default
+    /// `127.0.0.1:3002`; `off` for none).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Telegram's public Bot API lets a bot download files up to 20 MB.
@@ -131,6 +136,10 @@ impl Config {
             }
             other => bail!("DOSSIER_BOT_MODE must be polling or webhook, not {other:?}"),
         };
+        let nats_replicas = number("DOSSIER_NATS_REPLICAS", 1)? as usize;
+        if nats_replicas > 5 {
+            bail!("DOSSIER_NATS_REPLICAS must be between 1 and 5");
+        }
         Ok(Self {
             token: Token::new(token),
             bot_api_url: var("DOSSIER_BOT_API_URL")
@@ -151,6 +160,7 @@ impl Config {
                 url,
                 env: var("DOSSIER_ENV").unwrap_or_else(|| "dev".into()),
                 lease_ttl: Duration::from_secs(10),
+                replicas: nats_replicas,
             }),
             max_file_bytes: {
                 let mb = number("DOSSIER_BOT_MAX_FILE_MB", PUBLIC_BOT_API_MAX_FILE_MB)?;
@@ -160,6 +170,14 @@ impl Config {
                     );
                 }
                 u64::from(mb) * 1024 * 1024
+            },
+            metrics_listen: match var("DOSSIER_BOT_METRICS_LISTEN").as_deref() {
+                Some("off") => None,
+                Some(addr) => Some(
+                    addr.parse()
+                        .context("DOSSIER_BOT_METRICS_LISTEN is not an address (or off)")?,
+                ),
+                None => Some(SocketAddr::from(([127, 0, 0, 1], 3002))),
             },
         })
     }

@@ -27,12 +27,14 @@ pub fn chat_of(update: &Update) -> i64 {
 /// Handles one update; failures are reported to the person and logged, never propagated.
 pub async fn handle(ctx: &Ctx, update: Update) {
     let started = Instant::now();
+    let kind = crate::metrics::update_kind(&update);
     let result = match update.kind {
         UpdateKind::Message(message) => on_message(ctx, message).await,
         UpdateKind::CallbackQuery(query) => on_callback(ctx, query).await,
         UpdateKind::Error(value) => on_unparsed(ctx, &value).await,
         _ => Ok(()),
     };
+    crate::metrics::update_handled(kind, started.elapsed(), result.is_ok());
     if let Err(error) = result {
         tracing::warn!(update_id = update.id.0, error = %error, "an update could not be handled");
     }
@@ -304,10 +306,11 @@ async fn on_callback(ctx: &Ctx, query: CallbackQuery) -> anyhow::Result<()> {
         data_len = query.data.as_deref().map_or(0, str::len),
         "unknown callback"
     );
-    ctx.bot
+    let answer = ctx
+        .bot
         .answer_callback_query(query.id)
-        .text(Text::ButtonExpired.render(lang))
-        .await?;
+        .text(Text::ButtonExpired.render(lang));
+    crate::metrics::send(answer).await?;
     Ok(())
 }
 

@@ -18,7 +18,12 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub async fn new(client: async_nats::Client, env: &str, ttl: Duration) -> anyhow::Result<Self> {
+    pub async fn new(
+        client: async_nats::Client,
+        env: &str,
+        ttl: Duration,
+        replicas: usize,
+    ) -> anyhow::Result<Self> {
         let jetstream = async_nats::jetstream::new(client);
         let store = jetstream
             .create_or_update_key_value(kv::Config {
@@ -26,6 +31,7 @@ impl Lease {
                 description: "which bot replica polls Telegram".into(),
                 history: 1,
                 max_age: ttl,
+                num_replicas: replicas,
                 ..kv::Config::default()
             })
             .await?;

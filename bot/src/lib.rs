@@ -13,6 +13,7 @@ pub mod documents;
 pub mod handlers;
 pub mod i18n;
 pub mod lease;
+pub mod metrics;
 pub mod notify;
 pub mod pacer;
 pub mod polling;
@@ -171,6 +172,15 @@ pub async fn set_up(raw: &Bot, ctx: &Ctx) -> anyhow::Result<()> {
 /// Runs the bot until `shutdown` is cancelled; in-flight handlers get `DRAIN` to finish.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<Arc<Ctx>> {
     let (raw, ctx) = context(&config)?;
+    // Health and metrics answer from the start, also while the Bot API is still unreachable.
+    let metrics = config.metrics_listen.map(|addr| {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(error) = metrics::serve(addr, shutdown).await {
+                tracing::warn!(error = ?error, "no /metrics and /healthz");
+            }
+        })
+    });
     let me = raw.get_me().await.context("failed to reach the Bot API")?;
     tracing::info!(username = %me.username(), mode = ?config.mode, "bot started");
     set_up(&raw, &ctx).await?;
@@ -217,9 +227,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let served = match &config.mode {
         Mode::Polling => {
             let lease = match &nats {
-                Some((client, nats)) => {
-                    Some(lease::Lease::new(client.clone(), &nats.env, nats.lease_ttl).await?)
-                }
+                Some((client, nats)) => Some(
+                    lease::Lease::new(client.clone(), &nats.env, nats.lease_ttl, nats.replicas)
+                        .await?,
+                ),
                 None => None,
             };
             polling::run_with_lease(
@@ -236,6 +247,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     shutdown.cancel();
     for worker in workers {
         let _ = worker.await;
+    }
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
     }
     served?;
     tracing::info!("bot stopped");

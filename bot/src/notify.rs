@@ -113,6 +113,7 @@ async fn handle(ctx: &Ctx, message: async_nats::jetstream::Message) {
         Ok(notification) => notification,
         Err(error) => {
             tracing::warn!(%error, "an undecodable notification was dropped");
+            crate::metrics::notification("dropped");
             let _ = message.ack_with(AckKind::Term).await;
             return;
         }
@@ -128,6 +129,7 @@ async fn handle(ctx: &Ctx, message: async_nats::jetstream::Message) {
     let ack = match claimed {
         Ok(claimed) if claimed.is_empty() => {
             // Sent before (a redelivery after a restart): only acknowledge it.
+            crate::metrics::notification("duplicate");
             message.ack().await
         }
         Ok(_) => {
@@ -136,6 +138,7 @@ async fn handle(ctx: &Ctx, message: async_nats::jetstream::Message) {
         }
         Err(error) => {
             tracing::warn!(%error, "a notification could not be claimed; retrying");
+            crate::metrics::notification("retried");
             message
                 .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
                 .await
@@ -175,8 +178,11 @@ async fn send(ctx: &Ctx, notification: &TelegramNotification) {
         .send_message(ChatId(notification.chat_id), render(notification))
         .parse_mode(ParseMode::Html);
     match ctx.pacer.send(notification.chat_id, request).await {
-        Ok(_) => {}
+        Ok(_) => crate::metrics::notification("sent"),
         // Blocked bot, deleted chat: nothing to retry.
-        Err(error) => tracing::warn!(%error, "a notification could not be sent"),
+        Err(error) => {
+            crate::metrics::notification("failed");
+            tracing::warn!(%error, "a notification could not be sent");
+        }
     }
 }

@@ -86,7 +86,7 @@ impl Pacer {
     {
         loop {
             self.wait(chat).await;
-            match request.send_ref().await {
+            match crate::metrics::observed(&request).await {
                 Err(RequestError::RetryAfter(after)) => {
                     tracing::warn!(chat, retry_after = ?after.duration(), "Telegram asked to slow down");
                     self.pause(chat, after.duration()).await;

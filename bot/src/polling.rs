@@ -107,7 +107,7 @@ pub async fn run(
             .allowed_updates([AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
         let result = tokio::select! {
             () = shutdown.cancelled() => break,
-            result = request.send() => result,
+            result = crate::metrics::observed(&request) => result,
         };
         let updates = match result {
             Ok(updates) => {

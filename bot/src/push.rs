@@ -78,15 +78,23 @@ async fn ask(ctx: &Ctx, request: &PushLinkRequested) -> anyhow::Result<()> {
 
 /// A tap on Approve / Decline; `None` when the data is not a push-link button.
 pub async fn on_callback(ctx: &Ctx, query: &CallbackQuery) -> Option<anyhow::Result<()>> {
-    let data = query.data.as_deref()?;
-    let (approve, request_id) = if let Some(id) = data.strip_prefix(APPROVE) {
-        (true, id)
-    } else if let Some(id) = data.strip_prefix(DECLINE) {
-        (false, id)
-    } else {
-        return None;
-    };
+    let (approve, request_id) = parse_push(query.data.as_deref()?)?;
     Some(answer(ctx, query, approve, request_id).await)
+}
+
+/// `pl:a:<id>` (approve) or `pl:d:<id>` (decline) with the request id as the server makes it
+/// (32 lower-case hex digits); anything else is not a push-link button.
+pub fn parse_push(data: &str) -> Option<(bool, &str)> {
+    let (approve, id) = if let Some(id) = data.strip_prefix(APPROVE) {
+        (true, id)
+    } else {
+        (false, data.strip_prefix(DECLINE)?)
+    };
+    let well_formed = id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    well_formed.then_some((approve, id))
 }
 
 async fn answer(
@@ -121,7 +129,7 @@ async fn answer(
     if let Some(toast) = &toast {
         answer = answer.text(toast.render(lang));
     }
-    answer.await?;
+    crate::metrics::send(answer).await?;
     // The question becomes its outcome (and loses its buttons).
     if let (Some(outcome), Some(message)) = (outcome, query.regular_message()) {
         ctx.bot
@@ -130,4 +138,58 @@ async fn answer(
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn push_buttons_parse_only_when_well_formed() {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        assert_eq!(parse_push(&format!("pl:a:{id}")), Some((true, id.as_str())));
+        assert_eq!(
+            parse_push(&format!("pl:d:{id}")),
+            Some((false, id.as_str()))
+        );
+        for bad in [
+            "pl:a:".to_owned(),
+            format!("pl:x:{id}"),
+            format!("pl:a:{}", id.to_uppercase()),
+            format!("pl:a:{id}0"),
+            format!("pl:a:../{}", &id[3..]),
+            format!("doc:{id}"),
+        ] {
+            assert_eq!(parse_push(&bad), None, "{bad}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5000))]
+
+        /// Telegram hands back whatever a client sends as callback data (up to 64 bytes, but a
+        /// forged update may carry anything): parsing never panics, and what parses is exactly
+        /// a button the bot could have made.
+        #[test]
+        fn any_callback_data_parses_only_to_buttons_the_bot_makes(data in ".{0,80}") {
+            if let Some((approve, id)) = parse_push(&data) {
+                let prefix = if approve { APPROVE } else { DECLINE };
+                prop_assert_eq!(format!("{prefix}{id}"), data.clone());
+            }
+            if let Some(document) = crate::ask::parse_source(&data) {
+                prop_assert_eq!(format!("doc:{document}"), data.clone());
+            }
+        }
+
+        #[test]
+        fn button_shaped_data_round_trips(approve in any::<bool>(), id in "[0-9a-f]{32}", noise in "[ -~]{0,3}") {
+            let prefix = if approve { APPROVE } else { DECLINE };
+            let data = format!("{prefix}{id}");
+            prop_assert_eq!(parse_push(&data), Some((approve, id.as_str())));
+            let noisy = format!("{data}{noise}");
+            prop_assert_eq!(parse_push(&noisy).is_some(), noise.is_empty());
+        }
+    }
 }

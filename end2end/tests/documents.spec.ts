@@ -1,4 +1,4 @@
-import { test, expect, waitForHydration } from "./fixtures";
+import { test, expect, waitForHydration, signUp, uniqueEmail } from "./fixtures";
 import type { APIRequestContext, Page } from "@playwright/test";
 import { textPdf } from "./pdf";
 
@@ -20,13 +20,7 @@ const invoice = (n: string) =>
   ]);
 
 async function signUpAndLink(page: Page, request: APIRequestContext): Promise<number> {
-  const email = `docs-${Date.now()}-${Math.floor(Math.random() * 1e6)}@example.org`;
-  await page.goto("/signup");
-  await waitForHydration(page);
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill("correct horse battery");
-  await page.getByRole("button", { name: "Create account" }).click();
-  await expect(page).toHaveURL(/\/account$/);
+  await signUp(page, uniqueEmail("docs"));
   await page.goto("/settings");
   await waitForHydration(page);
   await page.getByRole("button", { name: "Link Telegram" }).click();

@@ -1,4 +1,4 @@
-import { test as base, expect, Page } from "@playwright/test";
+import { test as base, expect, CDPSession, Page } from "@playwright/test";
 
 // Every page load is watched: a console error or an uncaught exception fails the test,
 // so a broken hydration cannot pass silently. The one exception is the browser's own
@@ -35,4 +35,38 @@ export { expect };
 // Resolves once the wasm bundle has hydrated the page (the hydrate() entry has run).
 export async function waitForHydration(page: Page) {
   await page.waitForFunction(() => document.body.dataset.hydrated === "true");
+}
+
+// Chromium's virtual authenticator (CDP WebAuthn domain): a platform authenticator with
+// resident keys and user verification that answers prompts on its own.
+export async function addVirtualAuthenticator(page: Page): Promise<{ cdp: CDPSession; authenticatorId: string }> {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: {
+      protocol: "ctap2",
+      transport: "internal",
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  return { cdp, authenticatorId };
+}
+
+// A fresh address for each account a test makes.
+export function uniqueEmail(prefix: string): string {
+  return `${prefix}-${Date.now()}-${Math.floor(Math.random() * 1e6)}@example.org`;
+}
+
+// Creates an account on the web sign-up page and waits for the account page.
+export async function signUp(page: Page, email: string = uniqueEmail("user")): Promise<string> {
+  await page.goto("/signup");
+  await waitForHydration(page);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill("correct horse battery");
+  await page.getByRole("button", { name: "Create account" }).click();
+  await expect(page).toHaveURL(/\/account$/);
+  return email;
 }

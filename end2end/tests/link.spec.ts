@@ -1,19 +1,8 @@
-import { test, expect, waitForHydration } from "./fixtures";
-import type { APIRequestContext, Page } from "@playwright/test";
+import { test, expect, waitForHydration, signUp, uniqueEmail } from "./fixtures";
+import type { APIRequestContext } from "@playwright/test";
 
 // Linking Telegram through the deep link, with the emulator playing the person's Telegram.
 const emulator = process.env.EMULATOR_URL ?? "http://127.0.0.1:3181";
-
-async function signUp(page: Page) {
-  const email = `link-${Date.now()}-${Math.floor(Math.random() * 1e6)}@example.org`;
-  await page.goto("/signup");
-  await waitForHydration(page);
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill("correct horse battery");
-  await page.getByRole("button", { name: "Create account" }).click();
-  await expect(page).toHaveURL(/\/account$/);
-  return email;
-}
 
 async function telegramSays(request: APIRequestContext, user: number, text: string) {
   const response = await request.post(`${emulator}/control/users/${user}/messages`, {
@@ -34,7 +23,7 @@ async function lastReply(request: APIRequestContext, chat: number, count: number
 }
 
 test("link Telegram with the deep link, see it connected, reuse fails, unlink", async ({ page, request }) => {
-  const email = await signUp(page);
+  const email = await signUp(page, uniqueEmail("link"));
   await page.goto("/settings");
   await waitForHydration(page);
   await page.getByRole("button", { name: "Link Telegram" }).click();
@@ -81,7 +70,7 @@ async function pressButton(request: APIRequestContext, user: number, label: RegE
 
 for (const answer of ["approve", "decline"] as const) {
   test(`push approval: the person ${answer}s in Telegram and the page follows`, async ({ page, request }) => {
-    await signUp(page);
+    await signUp(page, uniqueEmail("link"));
     const user = 900000 + Math.floor(Math.random() * 90000);
     // The person has talked to the bot before.
     await telegramSays(request, user, "/start");

@@ -1,5 +1,6 @@
-import { test, expect } from "./fixtures";
-import type { APIRequestContext, CDPSession, Frame, Page } from "@playwright/test";
+import { test, expect, addVirtualAuthenticator } from "./fixtures";
+import { CHROMIUM, CHROMIUM_ARGS } from "../playwright.config";
+import type { APIRequestContext, Frame, Page } from "@playwright/test";
 import crypto from "node:crypto";
 import { textPdf } from "./pdf";
 
@@ -29,16 +30,9 @@ test.use({
   // (the e2e stack trusts X-Forwarded-For), not the rest of the suite's.
   extraHTTPHeaders: { "x-forwarded-for": `198.51.100.${1 + Math.floor(Math.random() * 250)}` },
   launchOptions: {
-    executablePath: "/usr/bin/chromium",
+    executablePath: CHROMIUM,
     args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
+      ...CHROMIUM_ARGS,
       // Third-party cookies off, as in browsers that block them (and often in Telegram Web).
       "--test-third-party-cookie-phaseout",
       // In production both Telegram Web and Dossier are public sites; here Dossier is on
@@ -240,22 +234,6 @@ test("in Telegram Web's iframe: theme, ready, sign-up and link, preferences hono
   expect(texts.filter((t) => t.includes("quiet.pdf processed"))).toEqual([]);
 });
 
-async function addVirtualAuthenticator(page: Page): Promise<{ cdp: CDPSession; authenticatorId: string }> {
-  const cdp = await page.context().newCDPSession(page);
-  await cdp.send("WebAuthn.enable");
-  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
-    options: {
-      protocol: "ctap2",
-      transport: "internal",
-      hasResidentKey: true,
-      hasUserVerification: true,
-      isUserVerified: true,
-      automaticPresenceSimulation: true,
-    },
-  });
-  return { cdp, authenticatorId };
-}
-
 test("in a mobile client: a passkey made in the WebView, haptic success, Done closes", async ({ page }) => {
   const { cdp, authenticatorId } = await addVirtualAuthenticator(page);
   const user = newUser();
@@ -401,4 +379,41 @@ test("export my data, then delete my account, both confirmed", async ({ page, re
   await openAsMobile(again, launchUrl(signInitData(user)));
   await expect(again.locator(".miniapp")).toHaveAttribute("data-phase", "not-linked");
   await again.close();
+});
+
+test("only Telegram's web clients may frame the Mini App, and no site may frame the website", async ({ context, request }) => {
+  // A page of its own: the browser reports each refused frame on this page's console.
+  const evil = await context.newPage();
+  const refused: string[] = [];
+  evil.on("console", (msg) => {
+    if (/violates the following Content Security Policy directive: "frame-ancestors/.test(msg.text())) refused.push(msg.text());
+  });
+  await evil.route("https://evil.example/**", (route) =>
+    route.fulfill({
+      contentType: "text/html",
+      body: `<!doctype html><iframe id="mini" src="${BASE}/miniapp"></iframe><iframe id="site" src="${BASE}/documents"></iframe>`,
+    }),
+  );
+  await evil.goto("https://evil.example/");
+  await expect.poll(() => refused.length).toBe(2);
+  expect(refused.some((line) => line.includes("frame-ancestors https://web.telegram.org"))).toBe(true);
+  expect(refused.some((line) => line.includes("frame-ancestors 'none'"))).toBe(true);
+  // Both frames show the browser's error page instead of Dossier.
+  expect(evil.frames().filter((frame) => frame.url().startsWith("chrome-error://"))).toHaveLength(2);
+  await evil.close();
+
+  // What the policies say, and the nonce on the inline hydration script.
+  const mini = await request.get(`${BASE}/miniapp`);
+  const policy = mini.headers()["content-security-policy"];
+  expect(policy).toContain("frame-ancestors https://web.telegram.org https://webk.telegram.org https://webz.telegram.org");
+  expect(mini.headers()["x-frame-options"]).toBeUndefined();
+  const nonce = /'nonce-([^']+)'/.exec(policy)?.[1];
+  expect(nonce).toBeTruthy();
+  expect(await mini.text()).toContain(`nonce="${nonce}"`);
+  const site = await request.get(`${BASE}/documents`);
+  expect(site.headers()["content-security-policy"]).toContain("frame-ancestors 'none'");
+  expect(site.headers()["x-frame-options"]).toBe("DENY");
+  expect(site.headers()["x-content-type-options"]).toBe("nosniff");
+  const api = await request.post(`${BASE}/api/auth/me`, { headers: { origin: BASE } });
+  expect(api.headers()["content-security-policy"]).toBe("default-src 'none'; frame-ancestors 'none'; sandbox");
 });

@@ -1,37 +1,9 @@
-import { test, expect, waitForHydration } from "./fixtures";
-import type { CDPSession, Page } from "@playwright/test";
-
-// Chromium's virtual authenticator (CDP WebAuthn domain): a platform authenticator with
-// resident keys and user verification that answers prompts on its own.
-async function addVirtualAuthenticator(page: Page): Promise<{ cdp: CDPSession; authenticatorId: string }> {
-  const cdp = await page.context().newCDPSession(page);
-  await cdp.send("WebAuthn.enable");
-  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
-    options: {
-      protocol: "ctap2",
-      transport: "internal",
-      hasResidentKey: true,
-      hasUserVerification: true,
-      isUserVerified: true,
-      automaticPresenceSimulation: true,
-    },
-  });
-  return { cdp, authenticatorId };
-}
-
-async function signUp(page: Page, email: string) {
-  await page.goto("/signup");
-  await waitForHydration(page);
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill("correct horse battery");
-  await page.getByRole("button", { name: "Create account" }).click();
-  await expect(page).toHaveURL(/\/account$/);
-}
+import { test, expect, waitForHydration, addVirtualAuthenticator, signUp, uniqueEmail } from "./fixtures";
 
 test.describe("passkeys", () => {
   test("register a passkey, sign out, and sign in with it alone", async ({ page }) => {
     const { cdp, authenticatorId } = await addVirtualAuthenticator(page);
-    const email = `pk-${Date.now()}-${Math.floor(Math.random() * 1e6)}@example.org`;
+    const email = uniqueEmail("pk");
     await signUp(page, email);
     await waitForHydration(page);
     await expect(page.getByText("You have no passkeys yet.")).toBeVisible();

@@ -83,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
         poll_timeout: Duration::from_secs(5),
         nats: None,
         max_file_bytes: 20 * 1024 * 1024,
+        metrics_listen: None,
     };
     let shutdown = CancellationToken::new();
     let (raw, ctx) = bot::context(&bot_config)?;

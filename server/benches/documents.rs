@@ -185,8 +185,10 @@ async fn main() -> anyhow::Result<()> {
             url: state.settings.nats_url.clone(),
             env: state.settings.env.clone(),
             lease_ttl: Duration::from_secs(10),
+            replicas: 1,
         }),
         max_file_bytes: 20 * 1024 * 1024,
+        metrics_listen: None,
     };
     let bot = tokio::spawn(bot::run(bot_config, shutdown.clone()));
 

@@ -1,6 +1,7 @@
 //! The Dossier server: typed start-up, the axum router (Leptos pages, server functions,
 //! health, metrics) and, in later modules, the pipeline workers.
 
+pub mod headers;
 pub mod pipeline;
 pub mod settings;
 pub mod telemetry;
@@ -14,7 +15,7 @@ use app::events::Subjects;
 use app::state::AppState;
 use app::{App, shell};
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
@@ -149,6 +150,7 @@ pub fn state_from_parts(
         webauthn,
         objects,
         models,
+        traffic: Arc::default(),
         streams: Arc::new(tokio::sync::OnceCell::new()),
         jetstream: async_nats::jetstream::new(nats.clone()),
         subjects: Subjects::new(settings.env.clone()),
@@ -171,6 +173,7 @@ pub fn router(state: AppState) -> Router {
             "/documents/{id}/file",
             get(app::documents::service::download),
         )
+        .route("/admin/traffic/events", get(app::admin::traffic::events))
         .route(
             "/account/export/{token}",
             get(app::account::service::download_export),
@@ -196,6 +199,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             app::auth::service_calls::verify_service_calls,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            headers::Https(state.settings.public_url.starts_with("https://")),
+            headers::security_headers,
+        ))
         .layer(axum::middleware::from_fn(telemetry::track_http))
         .layer(Extension(metrics))
         .with_state(state)
@@ -218,10 +225,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics_text(Extension(handle): Extension<PrometheusHandle>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
-    )
+    prom::render(&handle)
 }
 
 /// Runs the server until SIGINT or SIGTERM, then drains in-flight requests.
@@ -240,6 +244,8 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
+    // After the workers, so the first reading already sees their consumers.
+    tokio::spawn(telemetry::sample_queues(state.jetstream.clone()));
     let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())

@@ -1,13 +1,13 @@
 //! Logging and Prometheus metrics.
 
+use std::collections::HashSet;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use app::config::LogFormat;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global tracing subscriber (`RUST_LOG` filters, default `info`).
@@ -22,30 +22,8 @@ pub fn init_tracing(format: LogFormat) {
     };
 }
 
-/// The process-wide Prometheus recorder. Metrics are global by nature (one scrape endpoint per
-/// process), so it is installed once and shared by every router the process builds.
-pub fn prometheus() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Suffix("_duration_seconds".into()),
-                    &[
-                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                        10.0,
-                    ],
-                )
-                .unwrap_or_else(|_| PrometheusBuilder::new());
-            match builder.install_recorder() {
-                Ok(handle) => handle,
-                // Another recorder is installed (only possible in odd test set-ups): keep a
-                // detached one so /metrics still answers.
-                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-            }
-        })
-        .clone()
-}
+/// The process-wide Prometheus recorder (shared with the bot's crate).
+pub use prom::prometheus;
 
 /// Counts every HTTP request and times it, labelled by route template (never the raw path,
 /// which would carry ids and make the label set unbounded).
@@ -60,11 +38,75 @@ pub async fn track_http(request: Request, next: Next) -> Response {
         m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m.to_owned(),
         _ => "other".to_owned(),
     };
+    let server_fn = server_fn_name(request.uri().path());
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
+    let took = started.elapsed().as_secs_f64();
+    let status = response.status();
+    if let Some(name) = server_fn {
+        let result = if status.is_server_error() {
+            "server_error"
+        } else if status.is_client_error() {
+            "client_error"
+        } else {
+            "ok"
+        };
+        metrics::counter!("dossier_server_fn_calls_total", "fn" => name, "result" => result)
+            .increment(1);
+        metrics::histogram!("dossier_server_fn_duration_seconds", "fn" => name).record(took);
+    }
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", status.as_u16().to_string()),
+    ];
     metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels[..2])
-        .record(started.elapsed().as_secs_f64());
+    metrics::histogram!("http_request_duration_seconds", &labels[..2]).record(took);
     response
+}
+
+/// The server function a path calls (`auth/sign-in` for `/api/auth/sign-in`), if it names a
+/// registered one: any other path under `/api/` must not become a label value.
+fn server_fn_name(path: &str) -> Option<&'static str> {
+    static PATHS: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    if !path.starts_with("/api/") {
+        return None;
+    }
+    let paths = PATHS.get_or_init(|| {
+        leptos::server_fn::axum::server_fn_paths()
+            .map(|(path, _)| path)
+            .collect()
+    });
+    paths
+        .get(path)
+        .copied()
+        .map(|known| known.strip_prefix("/api/").unwrap_or(known))
+}
+
+/// Queue depth per durable JetStream consumer (pipeline stages, the bot's notification worker),
+/// every 15 s: `dossier_jetstream_consumer_pending` and `…_ack_pending`.
+pub async fn sample_queues(jetstream: async_nats::jetstream::Context) {
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    loop {
+        tick.tick().await;
+        if let Err(error) = record_queue_depths(&jetstream).await {
+            tracing::warn!(error = ?error, "queue depths could not be read");
+        }
+    }
+}
+
+/// One reading of every durable consumer's queue depth; returns how many were recorded.
+pub async fn record_queue_depths(
+    jetstream: &async_nats::jetstream::Context,
+) -> anyhow::Result<usize> {
+    let lags = app::admin::traffic::consumer_lags(jetstream).await?;
+    let mut recorded = 0;
+    // Ephemeral consumers have random names: only durable ones become label values.
+    for lag in lags.into_iter().filter(|lag| lag.durable) {
+        let labels = [("stream", lag.stream), ("consumer", lag.consumer)];
+        metrics::gauge!("dossier_jetstream_consumer_pending", &labels).set(lag.pending as f64);
+        metrics::gauge!("dossier_jetstream_consumer_ack_pending", &labels)
+            .set(lag.ack_pending as f64);
+        recorded += 1;
+    }
+    Ok(recorded)
 }

@@ -91,26 +91,30 @@ pub async fn sign_up(
     let hash = password::hash(password.to_owned())
         .await
         .map_err(internal)?;
-    create_user(&ctx.state.db, email.trim(), &normalized, Some(&hash)).await
+    let admin = ctx.state.settings.is_admin_email(&normalized);
+    create_user(&ctx.state.db, email.trim(), &normalized, Some(&hash), admin).await
 }
 
-/// Inserts a user; the first account on a fresh installation becomes the administrator.
+/// Inserts a user; the first account on a fresh installation becomes an administrator, and so
+/// does one made with `admin` (its email is in `admin_emails`).
 pub async fn create_user(
     db: &sqlx::PgPool,
     email: &str,
     normalized: &str,
     password_hash: Option<&str>,
+    admin: bool,
 ) -> Result<CurrentUser, ApiError> {
     let id = Uuid::now_v7();
     let result: Result<(bool,), sqlx::Error> = sqlx::query_as(
         "INSERT INTO users (id, email, email_normalized, password_hash, is_admin)
-         VALUES ($1, $2, $3, $4, NOT EXISTS (SELECT 1 FROM users))
+         VALUES ($1, $2, $3, $4, $5 OR NOT EXISTS (SELECT 1 FROM users))
          RETURNING is_admin",
     )
     .bind(id)
     .bind(email)
     .bind(normalized)
     .bind(password_hash)
+    .bind(admin)
     .fetch_one(db)
     .await;
     match result {

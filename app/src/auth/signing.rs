@@ -50,8 +50,20 @@ impl SignedParts<'_> {
         hex::encode(self.mac(secret).finalize().into_bytes())
     }
 
-    /// Constant-time check of a hex signature.
+    /// Constant-time check of a hex signature. Parts with a line break are refused outright:
+    /// the canonical string separates fields by newlines, so one could otherwise pass for
+    /// two (HTTP header values cannot carry them anyway).
     pub fn verify(&self, secret: &[u8], signature_hex: &str) -> bool {
+        let fields = [
+            self.service,
+            self.nonce,
+            self.method,
+            self.path_and_query,
+            self.acting_user,
+        ];
+        if fields.iter().any(|field| field.contains(['\n', '\r'])) {
+            return false;
+        }
         let Ok(signature) = hex::decode(signature_hex) else {
             return false;
         };
@@ -79,8 +91,10 @@ pub fn parse_acting_user(value: &str) -> Result<Option<i64>, BadActingUser> {
     if value.is_empty() {
         return Ok(None);
     }
+    // Digits only, no sign and no leading zero: one spelling per id.
     let id: i64 = value
         .strip_prefix("tg:")
+        .filter(|id| id.bytes().all(|b| b.is_ascii_digit()) && !id.starts_with('0'))
         .and_then(|id| id.parse().ok())
         .ok_or(BadActingUser)?;
     if id <= 0 {
@@ -125,11 +139,115 @@ mod tests {
         assert!(!parts(b"{}").verify(secret, ""));
     }
 
+    use proptest::prelude::*;
+
+    /// Owned parts, for generated cases.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Owned {
+        service: String,
+        timestamp: i64,
+        nonce: String,
+        method: String,
+        path: String,
+        acting: String,
+        body: Vec<u8>,
+    }
+
+    impl Owned {
+        fn parts(&self) -> SignedParts<'_> {
+            SignedParts {
+                service: &self.service,
+                timestamp: self.timestamp,
+                nonce: &self.nonce,
+                method: &self.method,
+                path_and_query: &self.path,
+                acting_user: &self.acting,
+                body: &self.body,
+            }
+        }
+    }
+
+    fn owned() -> impl Strategy<Value = Owned> {
+        (
+            "[a-z]{1,8}",
+            any::<i64>(),
+            "[ -~]{0,24}",
+            prop::sample::select(vec!["GET", "POST", "PUT", "DELETE"]),
+            "/[ -~]{0,40}",
+            "(tg:[0-9]{1,12})?",
+            prop::collection::vec(any::<u8>(), 0..64),
+        )
+            .prop_map(
+                |(service, timestamp, nonce, method, path, acting, body)| Owned {
+                    service,
+                    timestamp,
+                    nonce,
+                    method: method.to_owned(),
+                    path,
+                    acting,
+                    body,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn a_signature_covers_every_part(a in owned(), b in owned(), secret in prop::collection::vec(any::<u8>(), 1..48)) {
+            let signature = a.parts().sign(&secret);
+            prop_assert!(a.parts().verify(&secret, &signature));
+            // Upper-case hex is the same signature.
+            prop_assert!(a.parts().verify(&secret, &signature.to_ascii_uppercase()));
+            // Different parts never verify under it (the method is compared case-blind).
+            let same = Owned { method: b.method.to_ascii_uppercase(), ..b.clone() }
+                == Owned { method: a.method.to_ascii_uppercase(), ..a.clone() };
+            prop_assert_eq!(b.parts().verify(&secret, &signature), same);
+            // Nor under another secret.
+            let mut other = secret.clone();
+            other[0] ^= 1;
+            prop_assert!(!a.parts().verify(&other, &signature));
+        }
+
+        #[test]
+        fn arbitrary_signatures_are_refused_without_panicking(a in owned(), signature in ".{0,140}") {
+            let real = a.parts().sign(b"secret");
+            prop_assume!(!signature.eq_ignore_ascii_case(&real));
+            prop_assert!(!a.parts().verify(b"secret", &signature));
+        }
+
+        #[test]
+        fn a_line_break_in_any_field_is_refused(a in owned(), which in 0usize..5, at in 0usize..8) {
+            let mut forged = a.clone();
+            let field = match which {
+                0 => &mut forged.service,
+                1 => &mut forged.nonce,
+                2 => &mut forged.method,
+                3 => &mut forged.path,
+                _ => &mut forged.acting,
+            };
+            let at = at.min(field.len());
+            field.insert(at, '\n');
+            let signature = forged.parts().sign(b"secret");
+            prop_assert!(!forged.parts().verify(b"secret", &signature));
+        }
+
+        #[test]
+        fn acting_user_parsing_never_panics(value in ".{0,30}") {
+            if let Ok(Some(id)) = parse_acting_user(&value) {
+                prop_assert!(id > 0);
+                prop_assert_eq!(acting_telegram_user(id), value);
+            }
+        }
+    }
+
     #[test]
     fn acting_users_parse_strictly() {
         assert_eq!(parse_acting_user(""), Ok(None));
         assert_eq!(parse_acting_user(&acting_telegram_user(42)), Ok(Some(42)));
-        for bad in ["42", "tg:", "tg:-1", "tg:0", "tg:4x", "user:1"] {
+        for bad in [
+            "42", "tg:", "tg:-1", "tg:0", "tg:4x", "user:1", "tg:+5", "tg:007", "tg: 5",
+        ] {
             assert!(parse_acting_user(bad).is_err(), "{bad}");
         }
     }

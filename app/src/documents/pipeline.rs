@@ -178,7 +178,13 @@ pub async fn request(state: &AppState, id: Uuid, stage: Stage) -> anyhow::Result
 pub async fn ensure_streams(state: &AppState) -> anyhow::Result<()> {
     state
         .streams
-        .get_or_try_init(|| events::ensure_streams(&state.jetstream, &state.subjects))
+        .get_or_try_init(|| {
+            events::ensure_streams(
+                &state.jetstream,
+                &state.subjects,
+                state.settings.nats_replicas,
+            )
+        })
         .await?;
     Ok(())
 }

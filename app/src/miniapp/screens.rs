@@ -16,6 +16,7 @@ use crate::notifications::{
 };
 use crate::pages::auth::error_view;
 use crate::pages::passkeys::PasskeyRow;
+use crate::pages::{size_label, use_mounted};
 use crate::rag::Answer;
 
 fn app() -> MiniApp {
@@ -170,17 +171,6 @@ pub fn Connect() -> impl IntoView {
     }
 }
 
-fn size_label(bytes: i64) -> String {
-    let bytes = bytes.max(0) as f64;
-    if bytes >= 1024.0 * 1024.0 {
-        format!("{:.1} MB", bytes / (1024.0 * 1024.0))
-    } else if bytes >= 1024.0 {
-        format!("{:.0} KB", bytes / 1024.0)
-    } else {
-        format!("{bytes} B")
-    }
-}
-
 /// Home: who is signed in, a few numbers, and the other screens.
 #[component]
 pub fn MiniHome() -> impl IntoView {
@@ -273,6 +263,8 @@ pub fn MiniHome() -> impl IntoView {
 #[component]
 pub fn NotificationPreferencesForm() -> impl IntoView {
     let current = LocalResource::new(get_notification_preferences);
+    // The web settings page shows this form under a <Transition>: read nothing before mount.
+    let mounted = use_mounted();
     let saved: RwSignal<Option<Result<NotificationPreferences, ApiError>>> = RwSignal::new(None);
     let save = move |preferences: NotificationPreferences| {
         leptos::task::spawn_local(async move {
@@ -287,7 +279,7 @@ pub fn NotificationPreferencesForm() -> impl IntoView {
     view! {
         <fieldset class="preferences">
             <legend>{move || t("Tell me in Telegram when…", "Сообщать в Telegram, когда…")}</legend>
-            {move || match current.get() {
+            {move || match mounted.get().then(|| current.get()).flatten() {
                 None => view! { <p class="muted">{t("Loading…", "Загрузка…")}</p> }.into_any(),
                 Some(Err(error)) => error_view(error).into_any(),
                 Some(Ok(loaded)) => {

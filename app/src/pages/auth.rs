@@ -175,6 +175,9 @@ pub fn UserNav() -> impl IntoView {
                                 view! {
                                     <a href="/documents">"Documents"</a>
                                     <a href="/settings">"Settings"</a>
+                                    {me
+                                        .is_admin
+                                        .then(|| view! { <a href="/admin/traffic">"Traffic"</a> })}
                                     <a href="/account" title=me.email.clone()>
                                         "Account"
                                     </a>

@@ -6,6 +6,7 @@ use leptos::prelude::*;
 use crate::documents::{DeleteDocument, DocStatus, DocumentSummary, UploadReceipt, list_documents};
 use crate::error::ApiError;
 use crate::pages::auth::{error_view, use_user};
+use crate::pages::{size_label, use_mounted};
 use crate::rag::{Answer, Ask};
 
 #[component]
@@ -34,17 +35,6 @@ pub fn DocumentsPage() -> impl IntoView {
     }
 }
 
-fn size_label(bytes: i64) -> String {
-    let bytes = bytes.max(0) as f64;
-    if bytes >= 1024.0 * 1024.0 {
-        format!("{:.1} MB", bytes / (1024.0 * 1024.0))
-    } else if bytes >= 1024.0 {
-        format!("{:.0} KB", bytes / 1024.0)
-    } else {
-        format!("{bytes} B")
-    }
-}
-
 fn status_label(status: DocStatus) -> &'static str {
     match status {
         DocStatus::Queued => "Queued",
@@ -66,8 +56,7 @@ fn Documents() -> impl IntoView {
         version.track();
         list_documents()
     });
-    let mounted = RwSignal::new(false);
-    Effect::new(move |_| mounted.set(true));
+    let mounted = use_mounted();
     let uploaded: RwSignal<Option<Result<Vec<UploadReceipt>, ApiError>>> = RwSignal::new(None);
     let uploading = RwSignal::new(false);
     let deleting = ServerAction::<DeleteDocument>::new();

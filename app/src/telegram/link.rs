@@ -122,6 +122,7 @@ pub mod service {
                 bucket: name,
                 history: 1,
                 max_age: ttl,
+                num_replicas: state.settings.nats_replicas,
                 ..kv::Config::default()
             })
             .await

@@ -184,6 +184,7 @@ pub fn bot_config(emulator: &Emulator, api_url: &str, limits: (u32, u32)) -> bot
         poll_timeout: Duration::from_secs(5),
         nats: None,
         max_file_bytes: 20 * 1024 * 1024,
+        metrics_listen: None,
     }
 }
 
@@ -474,6 +475,7 @@ async fn two_replicas_elect_one_poller_and_the_standby_takes_over(db: sqlx::PgPo
             url: nats_url(),
             env: app.state.settings.env.clone(),
             lease_ttl: Duration::from_secs(2),
+            replicas: 1,
         });
         config
     };

@@ -745,6 +745,7 @@ pub fn bot_with_nats(app: &TestApp, emulator: &crate::bot::Emulator, api_url: &s
         url: app.state.settings.nats_url.clone(),
         env: app.state.settings.env.clone(),
         lease_ttl: Duration::from_secs(10),
+        replicas: 1,
     });
     config
 }

@@ -246,6 +246,7 @@ async fn push_approval_links_on_approve_and_not_on_decline(db: sqlx::PgPool) {
         url: nats_url(),
         env: app.state.settings.env.clone(),
         lease_ttl: std::time::Duration::from_secs(5),
+        replicas: 1,
     });
     let running = RunningBot::start(config);
     let ann = sign_up(&app, "ann@example.org").await;

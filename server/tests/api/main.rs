@@ -7,6 +7,7 @@ mod documents;
 mod helpers;
 mod link;
 mod miniapp;
+mod operations;
 mod passkeys;
 mod rag;
 mod system;

@@ -1,6 +1,8 @@
 use std::time::Duration;
 
-use crate::helpers::{OwnNats, eventually, spawn_app, spawn_app_with, test_settings};
+use crate::helpers::{
+    ORIGIN, OwnNats, call, eventually, spawn_app, spawn_app_with, split, test_settings,
+};
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn healthz_answers_ok(db: sqlx::PgPool) {
@@ -100,4 +102,94 @@ fn requests_for(metrics: &str, route: &str) -> f64 {
         })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn pages_and_answers_carry_security_headers(db: sqlx::PgPool) {
+    let app = spawn_app(db).await;
+    let header = |response: &http::Response<axum::body::Body>, name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let get = |path: &str| {
+        http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .expect("request")
+    };
+
+    let page = app.request(get("/")).await;
+    let policy = header(&page, "content-security-policy").expect("a page policy");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert_eq!(header(&page, "x-frame-options").as_deref(), Some("DENY"));
+    assert_eq!(
+        header(&page, "x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    assert!(
+        header(&page, "strict-transport-security").is_none(),
+        "http only"
+    );
+    let nonce = policy
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("a script nonce")
+        .to_owned();
+    let (_, html) = split(page).await;
+    // Every inline script carries the nonce (else the browser would refuse to hydrate).
+    let scripts = html.matches("<script").count();
+    assert!(scripts >= 1);
+    assert_eq!(
+        html.matches(&format!("nonce=\"{nonce}\"")).count(),
+        scripts,
+        "{html}"
+    );
+    // A fresh nonce per response.
+    let again = header(&app.request(get("/")).await, "content-security-policy").expect("policy");
+    assert_ne!(again, policy);
+
+    let mini = app.request(get("/miniapp")).await;
+    let policy = header(&mini, "content-security-policy").expect("a Mini App policy");
+    assert!(
+        policy.ends_with("frame-ancestors https://web.telegram.org https://webk.telegram.org https://webz.telegram.org"),
+        "{policy}"
+    );
+    assert!(header(&mini, "x-frame-options").is_none());
+
+    let reply = call(&app, "/api/auth/me", "", &[("origin", ORIGIN)]).await;
+    assert_eq!(reply.status, 200);
+    let api = app
+        .request(
+            http::Request::post("/api/auth/me")
+                .header("origin", ORIGIN)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(axum::body::Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(
+        header(&api, "content-security-policy").as_deref(),
+        Some("default-src 'none'; frame-ancestors 'none'; sandbox")
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn an_https_deployment_asks_browsers_to_stay_on_https(db: sqlx::PgPool) {
+    let mut settings = test_settings();
+    settings.public_url = "https://dossier.example".into();
+    let app = spawn_app_with(db, settings).await;
+    let response = app
+        .request(
+            http::Request::get("/healthz")
+                .body(axum::body::Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(
+        response.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
 }
