@@ -5,6 +5,7 @@ mod auth;
 mod bot;
 mod documents;
 mod helpers;
+mod isolation;
 mod link;
 mod miniapp;
 mod operations;
