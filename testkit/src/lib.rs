@@ -42,16 +42,30 @@ impl Default for Render {
     }
 }
 
-/// A tiny deterministic generator (no `rand` needed for fixtures).
-struct Lcg(u64);
+/// A tiny deterministic generator (no `rand` needed for fixtures; a failing seed reproduces).
+pub struct Lcg(pub u64);
 
 impl Lcg {
-    fn next(&mut self) -> u32 {
+    pub fn next_u32(&mut self) -> u32 {
         self.0 = self
             .0
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 33) as u32
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        self.next_u32() as usize % n.max(1)
+    }
+
+    /// A random vector of unit length, `dims` long (a stand-in embedding).
+    pub fn unit_vector(&mut self, dims: usize) -> Vec<f32> {
+        let v: Vec<f32> = (0..dims)
+            .map(|_| (self.next_u32() % 2001) as f32 / 1000.0 - 1.0)
+            .collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+        v.into_iter().map(|x| x / norm).collect()
     }
 }
 
@@ -104,8 +118,8 @@ pub fn render_text(lines: &[&str], opts: &Render) -> GrayImage {
         }
         // Speckles.
         for _ in 0..(width * height / 400) {
-            let index = (rng.next() % (width * height)) as usize;
-            pixels[index] = (rng.next() % 160) as u8;
+            let index = (rng.next_u32() % (width * height)) as usize;
+            pixels[index] = (rng.next_u32() % 160) as u8;
         }
     }
     GrayImage {

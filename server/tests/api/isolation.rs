@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use app::auth::sessions::{self, SessionKind};
 use futures::StreamExt;
 use serde_json::json;
+use testkit::Lcg;
 use uuid::Uuid;
 
 use crate::helpers::*;
@@ -35,31 +36,6 @@ const SHARED: &[&str] = &[
 
 fn marker(person: usize) -> String {
     format!("canary{person:04}mark")
-}
-
-/// A small deterministic generator (no clock, no OS randomness: a failure reproduces).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn unit(&mut self) -> Vec<f32> {
-        let v: Vec<f32> = (0..384)
-            .map(|_| (self.next() % 2001) as f32 / 1000.0 - 1.0)
-            .collect();
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
-        v.into_iter().map(|x| x / norm).collect()
-    }
 }
 
 struct Person {
@@ -133,7 +109,7 @@ async fn seed(app: &TestApp, rng: &mut Lcg) -> Vec<Person> {
             format!("{} {}", marker(n), SHARED[n % SHARED.len()]),
         ];
         let vectors: Vec<Vec<u8>> = (0..2)
-            .map(|_| app::documents::embed::to_bytes(&rng.unit()))
+            .map(|_| app::documents::embed::to_bytes(&rng.unit_vector(384)))
             .collect();
         sqlx::query(
             "INSERT INTO chunks (document_id, user_id, model, ordinal, page, text, embedding)
