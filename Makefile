@@ -19,15 +19,17 @@ TEST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
 	DOSSIER_TEST_NATS_BIN=$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server \
 	DOSSIER_TEST_MOTO_BIN=$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/moto_server
 
-NATIVE_PACKAGES := -p app -p server -p bot -p tgemu -p testkit -p vecscan -p prom
+NATIVE_PACKAGES := -p app -p server -p bot -p tgemu -p testkit -p vecscan -p prom -p chaos
 
-.PHONY: help bootstrap services build run test lint test-rust e2e bench clean-e2e manifests
+.PHONY: help bootstrap services build run test lint test-rust e2e faults soak bench clean-e2e manifests
 
 help:
 	@echo "make run    build and start Dossier on http://localhost:3000 (with a local Telegram emulator when no TELEGRAM_BOT_TOKEN)"
 	@echo "make test   formatting, clippy (ssr, hydrate, bot), Rust tests, Playwright end-to-end"
 	@echo "make lint   formatting and clippy only"
 	@echo "make manifests  render and validate the deployment files (deploy/, compose, CI workflow)"
+	@echo "make faults the fault run (processes killed while 200 documents flow) and the overload run"
+	@echo "make soak   the long variants of the fault run"
 	@echo "make bench  benchmarks that print figures"
 
 bootstrap:
@@ -59,7 +61,18 @@ e2e: build services
 manifests:
 	@scripts/manifests.sh
 
-test: manifests lint test-rust e2e
+# Real processes (with their own PostgreSQL and NATS): killed and restarted while documents
+# flow; then overloaded at ten times the normal rate.
+faults: build
+	scripts/chaos.sh faults
+	scripts/chaos.sh overload
+
+# The long variants: five rounds of faults over 1,000 documents, a minute at each rate.
+soak: build
+	FAULTS_ROUNDS=5 FAULTS_DOCUMENTS=1000 FAULTS_SEND_SECS=150 scripts/chaos.sh faults
+	OVERLOAD_SECS=60 scripts/chaos.sh overload
+
+test: manifests lint test-rust e2e faults
 
 bench: services
 	$(TEST_ENV) cargo bench -p server --features app/ssr --bench auth --bench bot --bench documents --bench rag

@@ -80,6 +80,9 @@ pub struct Settings {
     /// Uploads and the document pipeline.
     #[serde(default)]
     pub documents: DocumentSettings,
+    /// How many costly requests one server runs at once.
+    #[serde(default)]
+    pub admission: AdmissionSettings,
     /// A Qdrant server (gRPC, e.g. `http://127.0.0.1:6334`): chunks' vectors are upserted
     /// there too and searched there. Unset: vectors live only in PostgreSQL.
     #[serde(default)]
@@ -120,6 +123,30 @@ impl Default for OllamaSettings {
     }
 }
 
+/// `DOSSIER_ADMISSION__QUESTIONS`, `DOSSIER_ADMISSION__UPLOADS`. Admission control: requests
+/// of a costly kind running at once in one server; beyond that they are refused at once (503
+/// `busy` with `Retry-After`) before any work or body buffering, so admitted ones keep their
+/// latency and memory stays bounded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdmissionSettings {
+    /// `rag/ask` calls at once (CPU: embedding and search). Default: half the cores (at least
+    /// one), leaving the rest to the pipeline and to answering everything else: measured on
+    /// 2 cores, two at once tripled the admitted latency, one kept it near normal.
+    pub questions: usize,
+    /// `documents/upload` calls at once (memory: each may hold a file of `max_upload_mb`).
+    pub uploads: usize,
+}
+
+impl Default for AdmissionSettings {
+    fn default() -> Self {
+        Self {
+            questions: std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            uploads: 8,
+        }
+    }
+}
+
 /// `DOSSIER_DOCUMENTS__MAX_UPLOAD_MB`, … (all optional).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -135,6 +162,13 @@ pub struct DocumentSettings {
     pub text_workers: usize,
     /// Run the pipeline workers in this process (servers that only serve the web can opt out).
     pub workers: bool,
+    /// A document without progress for this long is announced again (a message lost with a
+    /// crashed process; stages are idempotent, so a slow one is not harmed).
+    pub stalled_after_secs: u64,
+    /// A stored object that no document row names is deleted once it is this old (the file
+    /// of an upload whose process died before its row was written). Must exceed the longest
+    /// upload.
+    pub orphan_grace_secs: u64,
 }
 
 impl Default for DocumentSettings {
@@ -145,6 +179,8 @@ impl Default for DocumentSettings {
             ack_wait_secs: 30,
             text_workers: 2,
             workers: true,
+            stalled_after_secs: 600,
+            orphan_grace_secs: 3600,
         }
     }
 }
@@ -229,6 +265,7 @@ impl Default for Settings {
             s3: S3Settings::default(),
             model_dir: PathBuf::from("data/models/all-MiniLM-L6-v2"),
             documents: DocumentSettings::default(),
+            admission: AdmissionSettings::default(),
             qdrant_url: None,
             qdrant_api_key: None,
             ollama_url: None,

@@ -61,6 +61,10 @@ pub enum ApiError {
     /// A file larger than the configured limit.
     #[error("the file is too large: the limit is {max_mb} MB")]
     TooLarge { max_mb: u64 },
+    /// The server is at capacity for this kind of request (admission control sheds it before
+    /// any work); try again after the given number of seconds.
+    #[error("Dossier is busy, try again in {retry_after_secs} s")]
+    Busy { retry_after_secs: u64 },
     /// A dependency (database, NATS, storage) is down; retrying later may work.
     #[error("the service is busy or a dependency is down, try again shortly")]
     Unavailable,
@@ -106,6 +110,7 @@ impl ApiError {
             Self::LinkExpired => "link_expired",
             Self::LinkUsed => "link_used",
             Self::TooLarge { .. } => "too_large",
+            Self::Busy { .. } => "busy",
             Self::Unavailable => "unavailable",
             Self::Internal { .. } => "internal",
             Self::Request { .. } => "request",
@@ -122,7 +127,7 @@ impl ApiError {
             Self::LinkExpired | Self::LinkUsed => StatusCode::GONE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy { .. } | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -155,7 +160,19 @@ pub fn respond<T>(result: ApiResult<T>) -> ApiResult<T> {
 #[cfg(feature = "ssr")]
 impl axum::response::IntoResponse for ApiError {
     fn into_response(self) -> axum::response::Response {
-        (self.http_status(), axum::Json(self)).into_response()
+        let retry_after = match &self {
+            Self::Busy { retry_after_secs } | Self::RateLimited { retry_after_secs } => {
+                Some(*retry_after_secs)
+            }
+            _ => None,
+        };
+        let mut response = (self.http_status(), axum::Json(self)).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -176,6 +193,12 @@ mod tests {
                     retry_after_secs: 30,
                 },
                 r#"{"code":"rate_limited","retry_after_secs":30}"#,
+            ),
+            (
+                ApiError::Busy {
+                    retry_after_secs: 1,
+                },
+                r#"{"code":"busy","retry_after_secs":1}"#,
             ),
             (
                 ApiError::validation("bad email"),

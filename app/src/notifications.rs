@@ -55,35 +55,99 @@ impl Default for NotificationPreferences {
     }
 }
 
-/// Claims notification ids before sending: answers those never claimed before, so a
-/// notification redelivered after a bot restart is not sent again. Service-only
-/// (`telegram:updates`).
+/// What a claim of notification ids answers.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NotificationClaims {
+    /// Send these now: new ones, and ones an earlier attempt did not finish.
+    pub claimed: Vec<String>,
+    /// Sent before (a redelivery): only acknowledge them.
+    pub done: Vec<String>,
+}
+
+/// Claims notification ids before sending, for `holder` (one bot process). An id claimed
+/// before and not finished is claimed again: the stream redelivers a message only after its
+/// acknowledgement deadline, which the bot's bounded send always beats, so the earlier
+/// attempt was cut short. Service-only (`telegram:updates`).
 #[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "telegram/notifications/claim", input = Json)]
-pub async fn claim_notifications(ids: Vec<String>) -> Result<Vec<String>, ApiError> {
+pub async fn claim_notifications(
+    ids: Vec<String>,
+    holder: String,
+) -> Result<NotificationClaims, ApiError> {
     crate::error::respond(
         async {
             use anyhow::Context;
 
             use crate::auth::principal::{Permission, authorize_service};
             authorize_service(Permission::TelegramUpdates)?;
-            if ids.len() > 100 || ids.iter().any(|id| id.is_empty() || id.len() > 100) {
-                return Err(ApiError::validation(
-                    "claim at most 100 ids of at most 100 characters",
-                ));
+            check_ids(&ids)?;
+            if holder.is_empty() || holder.len() > crate::telegram::MAX_HOLDER_CHARS {
+                return Err(ApiError::field("holder", "a holder is 1 to 100 characters"));
             }
             let state = crate::state::app_state()?;
             let claimed: Vec<(String,)> = sqlx::query_as(
-                "INSERT INTO notification_claims (id) SELECT * FROM unnest($1::text[])
-                 ON CONFLICT DO NOTHING RETURNING id",
+                "INSERT INTO notification_claims (id, holder)
+                 SELECT DISTINCT id, $2 FROM unnest($1::text[]) AS id
+                 ON CONFLICT (id) DO UPDATE
+                    SET holder = EXCLUDED.holder, claimed_at = now(),
+                        attempts = notification_claims.attempts + 1
+                  WHERE notification_claims.done_at IS NULL
+                 RETURNING id",
             )
             .bind(&ids)
+            .bind(&holder)
             .fetch_all(&state.db)
             .await
             .context("failed to claim notifications")
             .map_err(crate::state::internal)?;
             let claimed: std::collections::HashSet<String> =
                 claimed.into_iter().map(|(id,)| id).collect();
-            Ok(ids.into_iter().filter(|id| claimed.contains(id)).collect())
+            let mut answer = NotificationClaims::default();
+            for id in ids {
+                if claimed.contains(&id) {
+                    if !answer.claimed.contains(&id) {
+                        answer.claimed.push(id);
+                    }
+                } else if !answer.done.contains(&id) {
+                    answer.done.push(id);
+                }
+            }
+            Ok(answer)
+        }
+        .await,
+    )
+}
+
+#[cfg(feature = "ssr")]
+fn check_ids(ids: &[String]) -> Result<(), ApiError> {
+    if ids.len() > 100 || ids.iter().any(|id| id.is_empty() || id.len() > 100) {
+        return Err(ApiError::validation(
+            "claim at most 100 ids of at most 100 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Marks notifications sent. Service-only (`telegram:updates`).
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "telegram/notifications/done", input = Json)]
+pub async fn finish_notifications(ids: Vec<String>) -> Result<(), ApiError> {
+    crate::error::respond(
+        async {
+            use anyhow::Context;
+
+            use crate::auth::principal::{Permission, authorize_service};
+            authorize_service(Permission::TelegramUpdates)?;
+            check_ids(&ids)?;
+            let state = crate::state::app_state()?;
+            sqlx::query(
+                "UPDATE notification_claims SET done_at = now()
+                  WHERE id = ANY($1) AND done_at IS NULL",
+            )
+            .bind(&ids)
+            .execute(&state.db)
+            .await
+            .context("failed to finish notifications")
+            .map_err(crate::state::internal)?;
+            Ok(())
         }
         .await,
     )

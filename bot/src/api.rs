@@ -28,13 +28,15 @@ impl std::fmt::Debug for Api {
 }
 
 /// `multipart/form-data` (RFC 7578): `fields` as text parts, `files` as (field, file name,
-/// bytes). File names are quoted with `"` and line breaks replaced, as browsers do.
+/// bytes). File names are quoted with `"` and control characters (line breaks included)
+/// replaced by spaces, as browsers do.
 pub fn multipart_body(
     boundary: &str,
     fields: &[(&str, &str)],
     files: &[(&str, &str, &[u8])],
 ) -> (String, Vec<u8>) {
-    let quote = |value: &str| value.replace('"', "%22").replace(['\r', '\n'], " ");
+    // No control character may be in a header (a Telegram file name may hold any).
+    let quote = |value: &str| value.replace('"', "%22").replace(char::is_control, " ");
     let mut body = Vec::new();
     for (name, value) in fields {
         body.extend_from_slice(
@@ -59,6 +61,39 @@ pub fn multipart_body(
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// How long a repeatable call is retried while the API is unavailable: long enough for a
+/// server, PostgreSQL or NATS restart, short enough that a person is not left waiting silently.
+pub const RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// Runs `attempt` until it gives anything but `Unavailable` or `Busy`, or `RETRY_FOR` has
+/// passed, with pauses growing from 250 ms to 4 s (`Busy`: its `retry_after_secs`). Each
+/// attempt is signed afresh (a new nonce).
+async fn retrying<O, F, Fut>(mut attempt: F) -> Result<O, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<O, ApiError>>,
+{
+    let deadline = tokio::time::Instant::now() + RETRY_FOR;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match attempt().await {
+            Err(ApiError::Unavailable) if tokio::time::Instant::now() + pause < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(4));
+            }
+            // At capacity: come back when it says (the bot is one client among many; a
+            // person's message waits rather than failing).
+            Err(ApiError::Busy { retry_after_secs })
+                if tokio::time::Instant::now() + Duration::from_secs(retry_after_secs)
+                    < deadline =>
+            {
+                tokio::time::sleep(Duration::from_secs(retry_after_secs.max(1))).await;
+            }
+            result => return result,
+        }
+    }
 }
 
 fn nonce() -> String {
@@ -94,6 +129,28 @@ impl Api {
         })?;
         self.send(endpoint, telegram_user, "application/json", body)
             .await
+    }
+
+    /// `call`, repeated while the API is unavailable (restarting, or its database or NATS is),
+    /// for up to `RETRY_FOR`; for calls that are safe to repeat.
+    pub async fn call_retrying<I: Serialize, O: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        telegram_user: Option<i64>,
+        input: &I,
+    ) -> Result<O, ApiError> {
+        retrying(|| self.call(endpoint, telegram_user, input)).await
+    }
+
+    /// `call_multipart`, repeated while the API is unavailable (see `call_retrying`).
+    pub async fn call_multipart_retrying<O: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        telegram_user: Option<i64>,
+        fields: &[(&str, &str)],
+        files: &[(&str, &str, &[u8])],
+    ) -> Result<O, ApiError> {
+        retrying(|| self.call_multipart(endpoint, telegram_user, fields, files)).await
     }
 
     /// Calls a multipart server function (an upload): text fields and files, acting for

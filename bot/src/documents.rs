@@ -5,6 +5,7 @@
 
 use app::documents::{DocumentSummary, UploadReceipt};
 use app::error::ApiError;
+use app::telegram::ClaimedUpdate;
 use serde_json::json;
 use teloxide::net::Download;
 use teloxide::prelude::*;
@@ -99,6 +100,7 @@ pub async fn on_file(
     user: &User,
     lang: Lang,
     file: Incoming,
+    claim: &ClaimedUpdate,
 ) -> anyhow::Result<()> {
     let chat = message.chat.id;
     let telegram_user = i64::try_from(user.id.0).unwrap_or(0);
@@ -116,7 +118,13 @@ pub async fn on_file(
         Some(group) => ctx.albums.add(group),
         None => (None, 1),
     };
-    let status = match status {
+    // An earlier attempt at this update (cut short by a crash) may have sent the status
+    // message already: edit that one.
+    let earlier = claim
+        .reply_message_id
+        .filter(|_| group.is_none())
+        .map(MessageId);
+    let status = match status.or(earlier) {
         Some(status) => status,
         None => {
             let sent = crate::handlers::say(
@@ -130,11 +138,14 @@ pub async fn on_file(
             .await?;
             if let Some(group) = &group {
                 ctx.albums.remember(group, sent.id, photos);
+            } else {
+                note_reply(ctx, claim, sent.id).await;
             }
             sent.id
         }
     };
-    let outcome = upload(ctx, telegram_user, &file, group.as_deref()).await;
+    let source_key = format!("tg:{}", claim.update_id);
+    let outcome = upload(ctx, telegram_user, &file, group.as_deref(), &source_key).await;
     let text = match outcome {
         Ok(receipt) if receipt.duplicate => Text::Duplicate {
             name: receipt.document.file_name,
@@ -179,11 +190,35 @@ enum UploadError {
     Api(ApiError),
 }
 
+/// Remembers the status message with the update's claim (best effort: without it, an attempt
+/// after a crash sends a new status message).
+async fn note_reply(ctx: &Ctx, claim: &ClaimedUpdate, message: MessageId) {
+    let noted: Result<(), ApiError> = ctx
+        .api
+        .call_retrying(
+            "telegram/updates/reply",
+            None,
+            &json!({
+                "update_id": claim.update_id,
+                "holder": ctx.holder,
+                "message_id": message.0,
+            }),
+        )
+        .await;
+    if let Err(error) = noted {
+        tracing::warn!(%error, "a status message could not be recorded");
+    }
+}
+
+/// Fetches the file from Telegram and uploads it, repeating the upload while the API is
+/// unavailable. `source_key` makes a repeat of an upload whose answer was lost get the
+/// original receipt instead of "already in your archive".
 async fn upload(
     ctx: &Ctx,
     telegram_user: i64,
     file: &Incoming,
     group: Option<&str>,
+    source_key: &str,
 ) -> Result<UploadReceipt, UploadError> {
     let found = ctx
         .bot
@@ -203,10 +238,13 @@ async fn upload(
         .download_file(&found.path, &mut bytes)
         .await
         .map_err(|error| UploadError::Telegram(error.to_string()))?;
-    let fields: Vec<(&str, &str)> = group.map(|g| ("media_group_id", g)).into_iter().collect();
+    let mut fields: Vec<(&str, &str)> = vec![("source_key", source_key)];
+    if let Some(group) = group {
+        fields.push(("media_group_id", group));
+    }
     let receipts: Vec<UploadReceipt> = ctx
         .api
-        .call_multipart(
+        .call_multipart_retrying(
             "documents/upload",
             Some(telegram_user),
             &fields,

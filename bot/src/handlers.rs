@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use app::error::ApiError;
-use app::telegram::{TelegramProfile, TelegramStatus};
+use app::telegram::{ClaimedUpdate, TelegramProfile, TelegramStatus};
 use serde_json::json;
 use teloxide::prelude::*;
 use teloxide::types::{
@@ -25,11 +25,12 @@ pub fn chat_of(update: &Update) -> i64 {
 }
 
 /// Handles one update; failures are reported to the person and logged, never propagated.
-pub async fn handle(ctx: &Ctx, update: Update) {
+/// `claim` says what an earlier attempt at this update left behind (after a crash).
+pub async fn handle(ctx: &Ctx, update: Update, claim: &ClaimedUpdate) {
     let started = Instant::now();
     let kind = crate::metrics::update_kind(&update);
     let result = match update.kind {
-        UpdateKind::Message(message) => on_message(ctx, message).await,
+        UpdateKind::Message(message) => on_message(ctx, message, claim).await,
         UpdateKind::CallbackQuery(query) => on_callback(ctx, query).await,
         UpdateKind::Error(value) => on_unparsed(ctx, &value).await,
         _ => Ok(()),
@@ -81,7 +82,9 @@ pub(crate) async fn say_error(
     error: &ApiError,
 ) -> anyhow::Result<()> {
     let text = match error {
-        ApiError::Unavailable | ApiError::RateLimited { .. } => Text::TryLater,
+        ApiError::Unavailable | ApiError::RateLimited { .. } | ApiError::Busy { .. } => {
+            Text::TryLater
+        }
         ApiError::Internal { incident } => Text::SomethingWrong {
             incident: Some(incident.clone()),
         },
@@ -113,8 +116,10 @@ async fn hello(ctx: &Ctx, user: &User, chat: ChatId) -> Result<TelegramStatus, A
         username: user.username.clone(),
         language_code: user.language_code.clone(),
     };
+    // Repeated while the API restarts: an update answered "try later" is one the person must
+    // send again.
     ctx.api
-        .call(
+        .call_retrying(
             "telegram/hello",
             Some(telegram_id(user)),
             &json!({ "profile": profile }),
@@ -144,7 +149,7 @@ fn web_app_button(ctx: &Ctx, text: &Text, lang: Lang, page: &str) -> InlineKeybo
     )]])
 }
 
-async fn on_message(ctx: &Ctx, message: Message) -> anyhow::Result<()> {
+async fn on_message(ctx: &Ctx, message: Message, claim: &ClaimedUpdate) -> anyhow::Result<()> {
     let Some(user) = message.from.as_ref() else {
         return Ok(());
     };
@@ -170,7 +175,7 @@ async fn on_message(ctx: &Ctx, message: Message) -> anyhow::Result<()> {
             say(ctx, chat, &link_first(ctx), lang).await?;
             return Ok(());
         }
-        return crate::documents::on_file(ctx, &message, user, lang, file).await;
+        return crate::documents::on_file(ctx, &message, user, lang, file, claim).await;
     }
     let reply = match message.text() {
         None => Text::Unsupported,

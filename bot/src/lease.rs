@@ -35,11 +35,9 @@ impl Lease {
                 ..kv::Config::default()
             })
             .await?;
-        let mut id = [0u8; 8];
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
         Ok(Self {
             store,
-            me: format!("{}-{}", std::process::id(), hex::encode(id)),
+            me: crate::holder_id(),
             ttl,
         })
     }

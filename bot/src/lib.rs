@@ -2,8 +2,8 @@
 //! Dossier server's API over signed calls; it has no database, object-store or vector driver.
 //!
 //! Updates arrive by long polling (default) or by webhook. Either way each update id is claimed
-//! through the API before it is handled, so a restarted bot never handles one twice, and
-//! updates of one chat are handled in order. Sending goes through `pacer::Pacer`, which keeps
+//! through the API before it is handled and marked done after, so a restarted bot neither
+//! skips one nor handles a finished one again, and updates of one chat are handled in order. Sending goes through `pacer::Pacer`, which keeps
 //! under Telegram's rates and, on a 429, waits `retry_after` and retries.
 
 pub mod api;
@@ -46,6 +46,9 @@ pub struct Ctx {
     pub albums: documents::Albums,
     /// NATS and the environment, once connected: growing answers arrive there.
     pub answers: std::sync::OnceLock<(async_nats::Client, String)>,
+    /// This process in claims of updates and notifications (its pid and 64 random bits): what
+    /// it claimed and did not finish is taken over by the next process.
+    pub holder: String,
 }
 
 /// Per-update handling times, for `make bench` (bounded; oldest dropped).
@@ -142,8 +145,16 @@ pub fn context(config: &Config) -> anyhow::Result<(Bot, Arc<Ctx>)> {
             max_file_bytes: config.max_file_bytes,
             albums: documents::Albums::default(),
             answers: std::sync::OnceLock::new(),
+            holder: holder_id(),
         }),
     ))
+}
+
+/// `{pid}-{16 hex digits}`: unique per process, and readable in the claims tables.
+pub fn holder_id() -> String {
+    let mut id = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
+    format!("{}-{}", std::process::id(), hex::encode(id))
 }
 
 /// Registers the command menu (English by default, Russian for Russian-speaking users) and the

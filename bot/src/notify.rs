@@ -2,15 +2,16 @@
 //! (stream `{ENV}_NOTIFICATIONS`, kept an hour). A notification published while the bot is
 //! down waits in the stream; replicas share the consumer, so each goes to one of them.
 //!
-//! Each notification id is claimed through the API before it is sent and acknowledged after,
-//! so one redelivered after a crash is never sent twice. (A bot killed between the claim and
-//! the send loses that one message rather than repeating it.)
+//! Each notification id is claimed through the API by this process before it is sent, marked
+//! sent after, then acknowledged: a redelivery of a sent one is only acknowledged, and one whose
+//! sender was killed before it was sent is claimed again and sent, so none is lost. (Only a
+//! crash between the send and the mark can repeat one: Telegram has no idempotent send.)
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use app::error::ApiError;
-use app::notifications::{NotificationEvent, TelegramNotification};
+use app::notifications::{NotificationClaims, NotificationEvent, TelegramNotification};
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use futures::StreamExt;
@@ -118,30 +119,45 @@ async fn handle(ctx: &Ctx, message: async_nats::jetstream::Message) {
             return;
         }
     };
-    let claimed: Result<Vec<String>, ApiError> = ctx
+    let claimed: Result<NotificationClaims, ApiError> = ctx
         .api
         .call(
             "telegram/notifications/claim",
             None,
-            &json!({ "ids": [notification.id] }),
+            &json!({ "ids": [notification.id], "holder": ctx.holder }),
         )
         .await;
+    let retry_later = AckKind::Nak(Some(Duration::from_secs(5)));
     let ack = match claimed {
-        Ok(claimed) if claimed.is_empty() => {
+        Ok(claims) if claims.claimed.is_empty() => {
             // Sent before (a redelivery after a restart): only acknowledge it.
             crate::metrics::notification("duplicate");
             message.ack().await
         }
-        Ok(_) => {
-            send(ctx, &notification).await;
-            message.ack().await
-        }
+        Ok(_) => match send(ctx, &notification).await {
+            Sent::Done => {
+                // Marked sent before the acknowledgement: a redelivery then finds it done.
+                // (A crash between the send and this mark sends it once more: Telegram has
+                // no idempotent send.)
+                let finished: Result<(), ApiError> = ctx
+                    .api
+                    .call_retrying(
+                        "telegram/notifications/done",
+                        None,
+                        &json!({ "ids": [notification.id] }),
+                    )
+                    .await;
+                if let Err(error) = finished {
+                    tracing::warn!(%error, "a sent notification could not be marked sent");
+                }
+                message.ack().await
+            }
+            Sent::Retry => message.ack_with(retry_later).await,
+        },
         Err(error) => {
             tracing::warn!(%error, "a notification could not be claimed; retrying");
             crate::metrics::notification("retried");
-            message
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-                .await
+            message.ack_with(retry_later).await
         }
     };
     if let Err(error) = ack {
@@ -172,17 +188,43 @@ pub fn render(notification: &TelegramNotification) -> String {
     text.render(lang)
 }
 
-async fn send(ctx: &Ctx, notification: &TelegramNotification) {
+/// What became of a send.
+enum Sent {
+    /// Sent, or refused for good (the person blocked the bot, the chat is gone).
+    Done,
+    /// Telegram could not be reached in time: the message comes again.
+    Retry,
+}
+
+/// The longest a send may take. Below the consumer's acknowledgement deadline (30 s), so the
+/// stream never redelivers a notification while it is still being sent.
+const SEND_WITHIN: Duration = Duration::from_secs(20);
+
+async fn send(ctx: &Ctx, notification: &TelegramNotification) -> Sent {
     let request = ctx
         .bot
         .send_message(ChatId(notification.chat_id), render(notification))
         .parse_mode(ParseMode::Html);
-    match ctx.pacer.send(notification.chat_id, request).await {
-        Ok(_) => crate::metrics::notification("sent"),
-        // Blocked bot, deleted chat: nothing to retry.
-        Err(error) => {
+    match tokio::time::timeout(SEND_WITHIN, ctx.pacer.send(notification.chat_id, request)).await {
+        Ok(Ok(_)) => {
+            crate::metrics::notification("sent");
+            Sent::Done
+        }
+        Ok(Err(teloxide::RequestError::Api(error))) => {
+            // Blocked bot, deleted chat: nothing to retry.
             crate::metrics::notification("failed");
             tracing::warn!(%error, "a notification could not be sent");
+            Sent::Done
+        }
+        Ok(Err(error)) => {
+            crate::metrics::notification("retried");
+            tracing::warn!(%error, "a notification could not reach Telegram; retrying");
+            Sent::Retry
+        }
+        Err(_) => {
+            crate::metrics::notification("retried");
+            tracing::warn!("a notification took too long to send; retrying");
+            Sent::Retry
         }
     }
 }

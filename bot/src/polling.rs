@@ -1,10 +1,13 @@
-//! Long polling with exactly-once handling across graceful restarts.
+//! Long polling: no update skipped, none handled again once finished, across restarts and
+//! crashes.
 //!
-//! Each batch from getUpdates is claimed through the API (only ids never claimed before are
-//! handled), handled with per-chat order (chats in parallel), and only then confirmed, by the
-//! next getUpdates' offset. On shutdown the current batch gets `DRAIN` to finish and the offset
-//! is confirmed before the process exits. If the API cannot be reached, nothing is claimed or
-//! confirmed: the batch comes again on the next poll.
+//! Each batch from getUpdates is claimed through the API by this process (`Ctx::holder`):
+//! new ids, and ids a previous process claimed and did not finish (it was killed), are
+//! handled; finished ones are skipped. Each update is marked done once handled, chats in
+//! parallel, each chat in order; the batch is then confirmed by the next getUpdates' offset.
+//! On shutdown the current batch gets `DRAIN` to finish and the offset is confirmed before
+//! the process exits. If the API cannot be reached, nothing is claimed or confirmed: the batch
+//! comes again on the next poll.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,37 +21,60 @@ use teloxide::types::AllowedUpdate;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use app::error::ApiError;
+use app::telegram::{ClaimedUpdate, UpdateClaims};
+
 use crate::{Ctx, DRAIN, handlers};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// A batch after its claim.
+pub struct Claimed {
+    /// To handle now, each with what an earlier attempt left (if one was cut short).
+    pub handle: Vec<(Update, ClaimedUpdate)>,
+    /// Being handled by another live process (webhook replicas only): ask again later.
+    pub busy: usize,
+}
+
 /// Claims the updates through the API; `None` when the API cannot say (retry later).
-pub async fn claim(ctx: &Ctx, updates: Vec<Update>) -> Option<Vec<Update>> {
+/// `takeover_after_secs`: see `telegram/updates/claim` (0 for the one polling process).
+pub async fn claim(ctx: &Ctx, updates: Vec<Update>, takeover_after_secs: u32) -> Option<Claimed> {
     let ids: Vec<i64> = updates.iter().map(|u| i64::from(u.id.0)).collect();
     match ctx
         .api
-        .call::<_, Vec<i64>>(
+        .call::<_, UpdateClaims>(
             "telegram/updates/claim",
             None,
-            &json!({ "update_ids": ids }),
+            &json!({
+                "update_ids": ids,
+                "holder": ctx.holder,
+                "takeover_after_secs": takeover_after_secs,
+            }),
         )
         .await
     {
-        Ok(claimed) => {
-            let claimed: std::collections::HashSet<i64> = claimed.into_iter().collect();
-            let skipped = updates.len() - claimed.len();
-            if skipped > 0 {
+        Ok(claims) => {
+            if !claims.done.is_empty() {
                 tracing::info!(
-                    skipped,
-                    "updates already handled before a restart were skipped"
+                    skipped = claims.done.len(),
+                    "updates handled before a restart were skipped"
                 );
             }
-            Some(
-                updates
-                    .into_iter()
-                    .filter(|u| claimed.contains(&i64::from(u.id.0)))
-                    .collect(),
-            )
+            let resumed = claims.claimed.iter().filter(|c| c.attempt > 1).count();
+            if resumed > 0 {
+                tracing::info!(resumed, "updates cut short by a restart are handled again");
+            }
+            let busy = ids.len() - claims.claimed.len() - claims.done.len();
+            let mut claimed: std::collections::HashMap<i64, ClaimedUpdate> = claims
+                .claimed
+                .into_iter()
+                .map(|c| (c.update_id, c))
+                .collect();
+            let handle = updates
+                .into_iter()
+                .filter_map(|u| claimed.remove(&i64::from(u.id.0)).map(|c| (u, c)))
+                .collect();
+            Some(Claimed { handle, busy })
         }
         Err(error) => {
             tracing::warn!(%error, "cannot claim updates; they will be fetched again");
@@ -57,22 +83,44 @@ pub async fn claim(ctx: &Ctx, updates: Vec<Update>) -> Option<Vec<Update>> {
     }
 }
 
-/// Handles a batch: chats in parallel, each chat's updates in order. When `shutdown` fires,
-/// the batch gets `DRAIN` to finish; what is still running after that is aborted.
-pub async fn handle_batch(ctx: &Arc<Ctx>, updates: Vec<Update>, shutdown: &CancellationToken) {
-    let mut by_chat: BTreeMap<i64, Vec<Update>> = BTreeMap::new();
-    for update in updates {
+/// Marks an update handled (retried while the API is unavailable: an update left unfinished
+/// would be handled again by the next process).
+async fn finish(ctx: &Ctx, update_id: i64) {
+    let done: Result<(), ApiError> = ctx
+        .api
+        .call_retrying(
+            "telegram/updates/done",
+            None,
+            &json!({ "update_ids": [update_id] }),
+        )
+        .await;
+    if let Err(error) = done {
+        tracing::warn!(update_id, %error, "an update could not be marked handled");
+    }
+}
+
+/// Handles a batch: chats in parallel, each chat's updates in order, each marked done once
+/// handled. When `shutdown` fires, the batch gets `DRAIN` to finish; what is still running
+/// after that is aborted (and left unfinished, for the next process).
+pub async fn handle_batch(
+    ctx: &Arc<Ctx>,
+    updates: Vec<(Update, ClaimedUpdate)>,
+    shutdown: &CancellationToken,
+) {
+    let mut by_chat: BTreeMap<i64, Vec<(Update, ClaimedUpdate)>> = BTreeMap::new();
+    for (update, claim) in updates {
         by_chat
             .entry(handlers::chat_of(&update))
             .or_default()
-            .push(update);
+            .push((update, claim));
     }
     let mut tasks = JoinSet::new();
     for (_, chat_updates) in by_chat {
         let ctx = ctx.clone();
         tasks.spawn(async move {
-            for update in chat_updates {
-                handlers::handle(&ctx, update).await;
+            for (update, claim) in chat_updates {
+                handlers::handle(&ctx, update, &claim).await;
+                finish(&ctx, claim.update_id).await;
             }
         });
     }
@@ -132,7 +180,7 @@ pub async fn run(
         let Some(last) = updates.last().map(|u| u.id.0) else {
             continue;
         };
-        let Some(claimed) = claim(&ctx, updates).await else {
+        let Some(claimed) = claim(&ctx, updates, 0).await else {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(backoff) => {}
@@ -140,7 +188,16 @@ pub async fn run(
             backoff = (backoff * 2).min(MAX_BACKOFF);
             continue;
         };
-        handle_batch(&ctx, claimed, &shutdown).await;
+        if claimed.busy > 0 {
+            // Cannot happen for the one poller (it takes over anything unfinished); never
+            // confirm past updates nobody has handled.
+            tracing::warn!(
+                busy = claimed.busy,
+                "updates held by another process; polling again"
+            );
+            continue;
+        }
+        handle_batch(&ctx, claimed.handle, &shutdown).await;
         offset = i32::try_from(last).unwrap_or(i32::MAX).saturating_add(1);
     }
     // Confirm what was handled, so a restart does not fetch it again.

@@ -29,6 +29,9 @@ struct Hook {
     shutdown: CancellationToken,
 }
 
+/// A claimed, unfinished update is taken over from another replica after this long.
+const TAKEOVER_AFTER_SECS: u32 = 120;
+
 async fn receive(State(hook): State<Hook>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let given = headers
         .get(SECRET_HEADER)
@@ -46,10 +49,16 @@ async fn receive(State(hook): State<Hook>, headers: HeaderMap, body: Bytes) -> S
             return StatusCode::OK;
         }
     };
-    let Some(claimed) = polling::claim(&hook.ctx, vec![update]).await else {
+    // Another replica may still be handling a redelivered update: take it over only once its
+    // claim is older than any handler runs.
+    let Some(claimed) = polling::claim(&hook.ctx, vec![update], TAKEOVER_AFTER_SECS).await else {
         return StatusCode::SERVICE_UNAVAILABLE;
     };
-    polling::handle_batch(&hook.ctx, claimed, &hook.shutdown).await;
+    if claimed.busy > 0 {
+        // Telegram delivers it again later.
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    polling::handle_batch(&hook.ctx, claimed.handle, &hook.shutdown).await;
     StatusCode::OK
 }
 

@@ -1,6 +1,7 @@
 //! The Dossier server: typed start-up, the axum router (Leptos pages, server functions,
 //! health, metrics) and, in later modules, the pipeline workers.
 
+pub mod admission;
 pub mod headers;
 pub mod pipeline;
 pub mod settings;
@@ -194,10 +195,17 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(
             app::documents::service::require_multipart,
         ))
+        .layer(axum::middleware::from_fn(request_errors_are_400))
         // Signed service calls are verified (signature, skew, nonce) before any handler runs.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             app::auth::service_calls::verify_service_calls,
+        ))
+        // Costly calls beyond the server's slots are shed before anything (even the signed
+        // body's buffering) happens.
+        .layer(axum::middleware::from_fn_with_state(
+            admission::Admission::new(&state.settings.admission),
+            admission::admit,
         ))
         .layer(axum::middleware::from_fn_with_state(
             headers::Https(state.settings.public_url.starts_with("https://")),
@@ -206,6 +214,31 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(telemetry::track_http))
         .layer(Extension(metrics))
         .with_state(state)
+}
+
+/// server_fn answers a body it cannot decode (not JSON, not UTF-8, the wrong shape) with 500
+/// before the function runs, so `error::respond` never sees it: such an answer, an `ApiError`
+/// with code `request`, is the client's mistake and becomes 400.
+async fn request_errors_are_400(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let is_api = request.uri().path().starts_with("/api/");
+    let response = next.run(request).await;
+    if !is_api || response.status() != StatusCode::INTERNAL_SERVER_ERROR {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "").into_response();
+    };
+    if matches!(
+        serde_json::from_slice::<app::error::ApiError>(&bytes),
+        Ok(app::error::ApiError::Request { .. })
+    ) {
+        parts.status = StatusCode::BAD_REQUEST;
+    }
+    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 /// Liveness: the process answers.

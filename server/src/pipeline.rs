@@ -21,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_ATTEMPTS: i64 = 6;
 /// JetStream's own ceiling, above ours so an album's waits never exhaust it.
 const MAX_DELIVER: i64 = 20;
-/// How often stalled documents are looked for, and how old "stalled" is.
+/// How often stalled documents and orphaned objects are looked for (more often when
+/// `stalled_after_secs` is short).
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
-const STALLED_AFTER: Duration = Duration::from_secs(600);
 
 fn retry_delay(delivered: i64) -> Duration {
     match delivered {
@@ -271,16 +271,29 @@ async fn retry_or_give_up(
 }
 
 async fn sweep(state: AppState, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    let every = SWEEP_EVERY
+        .min(Duration::from_secs(
+            state.settings.documents.stalled_after_secs / 2,
+        ))
+        .max(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match pipeline::requeue_stalled(&state, STALLED_AFTER).await {
+        let documents = &state.settings.documents;
+        let stalled_after = Duration::from_secs(documents.stalled_after_secs.max(1));
+        match pipeline::requeue_stalled(&state, stalled_after).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "re-queued stalled documents"),
             Err(error) => tracing::warn!(error = ?error, "the stalled-document sweep failed"),
+        }
+        let grace = Duration::from_secs(documents.orphan_grace_secs.max(1));
+        match app::documents::service::remove_orphans(&state, grace).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "removed objects of uploads that never finished"),
+            Err(error) => tracing::warn!(error = ?error, "the orphaned-object sweep failed"),
         }
     }
 }

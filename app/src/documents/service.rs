@@ -52,6 +52,9 @@ pub struct UploadForm {
     pub files: Vec<UploadedFile>,
     /// A Telegram album: its photos become the pages of one document.
     pub media_group_id: Option<String>,
+    /// The uploader's idempotency key (the bot's `tg:<update id>`): repeating an upload with
+    /// the same key and file gets the first receipt, not "duplicate".
+    pub source_key: Option<String>,
 }
 
 fn unreadable(error: impl std::fmt::Display) -> ApiError {
@@ -106,6 +109,18 @@ pub async fn read_multipart(
                     return Err(ApiError::field("media_group_id", "malformed media group"));
                 }
                 form.media_group_id = Some(value.to_owned());
+            }
+            Some("source_key") => {
+                let value = field.text().await.map_err(unreadable)?;
+                if value.is_empty()
+                    || value.len() > 100
+                    || !value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'-' | b'_'))
+                {
+                    return Err(ApiError::field("source_key", "malformed source key"));
+                }
+                form.source_key = Some(value);
             }
             // Unknown fields are drained and ignored.
             _ => while field.chunk().await.map_err(unreadable)?.is_some() {},
@@ -167,7 +182,7 @@ pub async fn store_uploads(
         }
         let receipt = match &form.media_group_id {
             Some(group) => store_album_part(state, user_id, source, group, file).await?,
-            None => store_single(state, user_id, source, file).await?,
+            None => store_single(state, user_id, source, file, form.source_key.as_deref()).await?,
         };
         receipts.push(receipt);
     }
@@ -196,6 +211,50 @@ async fn remove_object(state: &AppState, key: &str) {
     }
 }
 
+/// Deletes stored uploads no `document_files` row names that are older than `grace`: the file
+/// of an upload whose process died between storing it and writing its row. Returns how many.
+pub async fn remove_orphans(state: &AppState, grace: std::time::Duration) -> anyhow::Result<usize> {
+    use futures::TryStreamExt;
+
+    let prefix = format!("{}-", state.subjects.env());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the clock is before 1970")?;
+    let cutoff = i64::try_from(now.saturating_sub(grace).as_secs()).unwrap_or(i64::MAX);
+    let candidates: Vec<String> = state
+        .objects
+        .list(None)
+        .try_filter_map(|meta| {
+            let key = meta.location.to_string();
+            let keep = key.starts_with(&prefix)
+                && key.contains("/uploads/")
+                && meta.last_modified.timestamp() < cutoff;
+            std::future::ready(Ok(keep.then_some(key)))
+        })
+        .try_collect()
+        .await
+        .context("failed to list stored objects")?;
+    let mut removed = 0;
+    for batch in candidates.chunks(500) {
+        let known: Vec<(String,)> =
+            sqlx::query_as("SELECT object_key FROM document_files WHERE object_key = ANY($1)")
+                .bind(batch)
+                .fetch_all(&state.db)
+                .await
+                .context("failed to look up stored objects")?;
+        let known: std::collections::HashSet<String> = known.into_iter().map(|(k,)| k).collect();
+        for key in batch.iter().filter(|key| !known.contains(*key)) {
+            state
+                .objects
+                .delete(&ObjectPath::from(key.as_str()))
+                .await
+                .with_context(|| format!("failed to delete the orphaned object {key}"))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 async fn existing_by_hash(
     db: &sqlx::PgPool,
     user_id: Uuid,
@@ -213,18 +272,41 @@ async fn existing_by_hash(
     row.map(SummaryRow::into_summary).transpose()
 }
 
+/// The receipt for a file the person has already: a duplicate, unless it is a repeat of the
+/// upload that stored it (same `source_key`, its first answer lost).
+async fn existing_receipt(
+    db: &sqlx::PgPool,
+    document: DocumentSummary,
+    source_key: Option<&str>,
+) -> Result<UploadReceipt, ApiError> {
+    let repeat = match source_key {
+        Some(key) => sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM documents WHERE id = $1 AND source_key = $2)",
+        )
+        .bind(document.id)
+        .bind(key)
+        .fetch_one(db)
+        .await
+        .context("failed to compare an upload's source")
+        .map_err(internal)?,
+        None => false,
+    };
+    Ok(UploadReceipt {
+        document,
+        duplicate: !repeat,
+    })
+}
+
 async fn store_single(
     state: &AppState,
     user_id: Uuid,
     source: Source,
     file: UploadedFile,
+    source_key: Option<&str>,
 ) -> Result<UploadReceipt, ApiError> {
     let hash = sha256(&file.bytes);
     if let Some(document) = existing_by_hash(&state.db, user_id, &hash).await? {
-        return Ok(UploadReceipt {
-            document,
-            duplicate: true,
-        });
+        return existing_receipt(&state.db, document, source_key).await;
     }
     let detected = text::detect(&file.bytes, &file.file_name);
     let id = Uuid::now_v7();
@@ -239,14 +321,17 @@ async fn store_single(
     put_object(state, &key, file.bytes).await?;
     let inserted = insert_single(
         state,
-        id,
-        user_id,
-        source,
-        &name,
-        detected.mime,
-        size,
-        &hash,
-        &key,
+        NewDocument {
+            id,
+            user_id,
+            source,
+            source_key,
+            name: &name,
+            mime: detected.mime,
+            size,
+            hash: &hash,
+            key: &key,
+        },
     )
     .await;
     match inserted {
@@ -260,10 +345,7 @@ async fn store_single(
                     .ok_or(ApiError::Conflict {
                         message: "the same file is being uploaded".into(),
                     })?;
-            return Ok(UploadReceipt {
-                document,
-                duplicate: true,
-            });
+            return existing_receipt(&state.db, document, source_key).await;
         }
         Err(error) => {
             remove_object(state, &key).await;
@@ -277,22 +359,36 @@ async fn store_single(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn insert_single(
-    state: &AppState,
+/// A single file's rows, before they exist.
+struct NewDocument<'a> {
     id: Uuid,
     user_id: Uuid,
     source: Source,
-    name: &str,
-    mime: &str,
+    source_key: Option<&'a str>,
+    name: &'a str,
+    mime: &'a str,
     size: i64,
-    hash: &[u8],
-    key: &str,
-) -> anyhow::Result<bool> {
+    hash: &'a [u8],
+    key: &'a str,
+}
+
+async fn insert_single(state: &AppState, new: NewDocument<'_>) -> anyhow::Result<bool> {
+    let NewDocument {
+        id,
+        user_id,
+        source,
+        source_key,
+        name,
+        mime,
+        size,
+        hash,
+        key,
+    } = new;
     let mut tx = state.db.begin().await.context("failed to begin")?;
     let inserted = sqlx::query(
-        "INSERT INTO documents (id, user_id, file_name, content_type, size_bytes, sha256, source)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO documents (id, user_id, file_name, content_type, size_bytes, sha256, source,
+                                source_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (user_id, sha256) WHERE sha256 IS NOT NULL DO NOTHING",
     )
     .bind(id)
@@ -302,6 +398,7 @@ async fn insert_single(
     .bind(size)
     .bind(hash)
     .bind(source.as_str())
+    .bind(source_key)
     .execute(&mut *tx)
     .await
     .context("failed to record a document")?

@@ -1,5 +1,5 @@
 //! What the bot asks of the API about Telegram itself: who a Telegram user is (and recording
-//! them and their chat), and claiming update ids so a restarted bot handles none twice.
+//! them and their chat), and claiming update ids so that no update is skipped or handled twice across restarts.
 //! Only signed services call these.
 
 pub mod link;
@@ -50,10 +50,58 @@ pub async fn telegram_hello(profile: TelegramProfile) -> Result<TelegramStatus, 
     )
 }
 
-/// Claims update ids for handling: returns those never claimed before (in the given order).
-/// Service-only (`telegram:updates`).
+/// What a claim of update ids answers. Ids in neither list are being handled by another live
+/// process right now: ask again later.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UpdateClaims {
+    /// Handle these now, in the order given: new ones, and ones a process that is gone left
+    /// unfinished.
+    pub claimed: Vec<ClaimedUpdate>,
+    /// Handled before: skip them.
+    pub done: Vec<i64>,
+}
+
+/// An update this process now holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimedUpdate {
+    pub update_id: i64,
+    /// 1 for a new update; more when an earlier attempt was cut short.
+    pub attempt: i32,
+    /// The status message an earlier attempt sent about this update (edit it, do not send
+    /// another).
+    pub reply_message_id: Option<i32>,
+}
+
+/// Longest holder name (a bot process's id).
+pub const MAX_HOLDER_CHARS: usize = 100;
+
+#[cfg(feature = "ssr")]
+fn check_holder(holder: &str) -> Result<(), ApiError> {
+    if holder.is_empty()
+        || holder.len() > MAX_HOLDER_CHARS
+        || !holder
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ApiError::field(
+            "holder",
+            "a holder is 1 to 100 letters, digits, '-' or '_'",
+        ));
+    }
+    Ok(())
+}
+
+/// Claims update ids for handling by `holder` (one bot process). New ids are claimed. An id
+/// claimed before and never finished is taken over: with `takeover_after_secs` 0 at once (the
+/// one polling process: whoever held it is gone, or it is asking again after a lost answer),
+/// otherwise only from another holder whose claim is that old (a webhook replica waits for a
+/// slow peer). Service-only (`telegram:updates`).
 #[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "telegram/updates/claim", input = Json)]
-pub async fn claim_updates(update_ids: Vec<i64>) -> Result<Vec<i64>, ApiError> {
+pub async fn claim_updates(
+    update_ids: Vec<i64>,
+    holder: String,
+    takeover_after_secs: u32,
+) -> Result<UpdateClaims, ApiError> {
     crate::error::respond(
         async {
             use crate::auth::principal::{Permission, authorize_service};
@@ -61,8 +109,53 @@ pub async fn claim_updates(update_ids: Vec<i64>) -> Result<Vec<i64>, ApiError> {
             if update_ids.len() > 1000 {
                 return Err(ApiError::validation("claim at most 1000 updates at once"));
             }
+            check_holder(&holder)?;
             let state = crate::state::app_state()?;
-            service::claim_updates(&state.db, &update_ids).await
+            service::claim_updates(
+                &state.db,
+                &update_ids,
+                &holder,
+                takeover_after_secs.min(3600),
+            )
+            .await
+        }
+        .await,
+    )
+}
+
+/// Marks updates handled, so no process handles them again. Service-only (`telegram:updates`).
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "telegram/updates/done", input = Json)]
+pub async fn finish_updates(update_ids: Vec<i64>) -> Result<(), ApiError> {
+    crate::error::respond(
+        async {
+            use crate::auth::principal::{Permission, authorize_service};
+            authorize_service(Permission::TelegramUpdates)?;
+            if update_ids.len() > 1000 {
+                return Err(ApiError::validation("finish at most 1000 updates at once"));
+            }
+            let state = crate::state::app_state()?;
+            service::finish_updates(&state.db, &update_ids).await
+        }
+        .await,
+    )
+}
+
+/// Records the status message sent about an update its holder is handling, so an attempt
+/// after a crash edits that message instead of sending a second one. Service-only
+/// (`telegram:updates`).
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "telegram/updates/reply", input = Json)]
+pub async fn note_update_reply(
+    update_id: i64,
+    holder: String,
+    message_id: i32,
+) -> Result<(), ApiError> {
+    crate::error::respond(
+        async {
+            use crate::auth::principal::{Permission, authorize_service};
+            authorize_service(Permission::TelegramUpdates)?;
+            check_holder(&holder)?;
+            let state = crate::state::app_state()?;
+            service::note_update_reply(&state.db, update_id, &holder, message_id).await
         }
         .await,
     )

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 
-use super::{TelegramProfile, TelegramStatus};
+use super::{ClaimedUpdate, TelegramProfile, TelegramStatus, UpdateClaims};
 use crate::error::ApiError;
 use crate::state::internal;
 
@@ -52,23 +52,101 @@ pub async fn hello(
     })
 }
 
-pub async fn claim_updates(db: &sqlx::PgPool, update_ids: &[i64]) -> Result<Vec<i64>, ApiError> {
+/// See `super::claim_updates`. One statement: new ids are inserted, unfinished ids of another
+/// holder whose claim is old enough are taken over (under the row lock the conflict takes), and
+/// finished ones are reported as done.
+pub async fn claim_updates(
+    db: &sqlx::PgPool,
+    update_ids: &[i64],
+    holder: &str,
+    takeover_after_secs: u32,
+) -> Result<UpdateClaims, ApiError> {
     if update_ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok(UpdateClaims::default());
     }
-    let claimed: Vec<(i64,)> = sqlx::query_as(
-        "INSERT INTO telegram_updates (update_id) SELECT * FROM unnest($1::bigint[])
-         ON CONFLICT DO NOTHING RETURNING update_id",
+    let claimed: Vec<(i64, i32, Option<i32>)> = sqlx::query_as(
+        "INSERT INTO telegram_updates (update_id, holder)
+         SELECT DISTINCT id, $2 FROM unnest($1::bigint[]) AS id
+         ON CONFLICT (update_id) DO UPDATE
+            SET holder = EXCLUDED.holder, claimed_at = now(),
+                attempts = telegram_updates.attempts + 1
+          WHERE telegram_updates.done_at IS NULL
+            AND ($3 = 0
+                 OR (telegram_updates.holder <> EXCLUDED.holder
+                     AND telegram_updates.claimed_at <= now() - make_interval(secs => $3)))
+         RETURNING update_id, attempts, reply_message_id",
     )
     .bind(update_ids)
+    .bind(holder)
+    .bind(f64::from(takeover_after_secs))
     .fetch_all(db)
     .await
     .context("failed to claim update ids")
     .map_err(internal)?;
-    let claimed: std::collections::HashSet<i64> = claimed.into_iter().map(|(id,)| id).collect();
-    Ok(update_ids
-        .iter()
-        .copied()
-        .filter(|id| claimed.contains(id))
-        .collect())
+    let done: Vec<(i64,)> = sqlx::query_as(
+        "SELECT update_id FROM telegram_updates
+          WHERE update_id = ANY($1) AND done_at IS NOT NULL",
+    )
+    .bind(update_ids)
+    .fetch_all(db)
+    .await
+    .context("failed to read finished updates")
+    .map_err(internal)?;
+    let mut claimed: std::collections::HashMap<i64, ClaimedUpdate> = claimed
+        .into_iter()
+        .map(|(update_id, attempt, reply_message_id)| {
+            (
+                update_id,
+                ClaimedUpdate {
+                    update_id,
+                    attempt,
+                    reply_message_id,
+                },
+            )
+        })
+        .collect();
+    let done: std::collections::HashSet<i64> = done.into_iter().map(|(id,)| id).collect();
+    let mut answer = UpdateClaims::default();
+    for id in update_ids {
+        if let Some(update) = claimed.remove(id) {
+            answer.claimed.push(update);
+        } else if done.contains(id) && !answer.done.contains(id) {
+            answer.done.push(*id);
+        }
+    }
+    Ok(answer)
+}
+
+pub async fn finish_updates(db: &sqlx::PgPool, update_ids: &[i64]) -> Result<(), ApiError> {
+    sqlx::query(
+        "UPDATE telegram_updates SET done_at = now()
+          WHERE update_id = ANY($1) AND done_at IS NULL",
+    )
+    .bind(update_ids)
+    .execute(db)
+    .await
+    .context("failed to finish updates")
+    .map_err(internal)?;
+    Ok(())
+}
+
+/// Only the current holder of an unfinished update records its reply.
+pub async fn note_update_reply(
+    db: &sqlx::PgPool,
+    update_id: i64,
+    holder: &str,
+    message_id: i32,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "UPDATE telegram_updates SET reply_message_id = $3
+          WHERE update_id = $1 AND holder = $2 AND done_at IS NULL",
+    )
+    .bind(update_id)
+    .bind(holder)
+    .bind(message_id)
+    .execute(db)
+    .await
+    .context("failed to record an update's reply")
+    .map_err(internal)?;
+    Ok(())
 }

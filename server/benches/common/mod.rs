@@ -52,6 +52,11 @@ impl Scratch {
             database_url: self.url.clone().into(),
             nats_url: std::env::var("DOSSIER_TEST_NATS_URL")
                 .unwrap_or_else(|_| "nats://127.0.0.1:14222".into()),
+            // The benches measure the work, not the shedding.
+            admission: app::config::AdmissionSettings {
+                questions: 64,
+                uploads: 64,
+            },
             ..app::config::Settings::default()
         }
     }

@@ -408,6 +408,107 @@ async fn a_restart_loses_no_update_and_repeats_none(db: sqlx::PgPool) {
     }
 }
 
+/// The bot's API client, as a test plays another bot process.
+pub fn bot_api(api_url: &str) -> bot::api::Api {
+    bot::api::Api::new(
+        url::Url::parse(api_url).expect("url"),
+        "bot".into(),
+        SecretString::from(BOT_SECRET),
+    )
+    .expect("api")
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn an_update_a_killed_process_left_unfinished_is_handled_again_and_a_finished_one_is_not(
+    db: sqlx::PgPool,
+) {
+    use app::telegram::UpdateClaims;
+    let (_app, api_url) = serve_app(db.clone()).await;
+    let emulator = Emulator::start(tgemu::Limits::default()).await;
+    // Updates 1, 2 and 3 of the emulator.
+    for n in 1..=3 {
+        emulator.say(951, &format!("/r{n}"), "en").await;
+    }
+    let api = bot_api(&api_url);
+    let claim = |ids: Vec<i64>, holder: &'static str, takeover: u32| {
+        let api = api.clone();
+        async move {
+            api.call::<_, UpdateClaims>(
+                "telegram/updates/claim",
+                None,
+                &json!({"update_ids": ids, "holder": holder, "takeover_after_secs": takeover}),
+            )
+            .await
+            .expect("claim")
+        }
+    };
+    // A process that was killed: it claimed 1 and 2, sent a status message about 1, finished 2.
+    let first = claim(vec![1, 2, 2], "dead-1", 0).await;
+    assert_eq!(
+        first
+            .claimed
+            .iter()
+            .map(|c| (c.update_id, c.attempt))
+            .collect::<Vec<_>>(),
+        vec![(1, 1), (2, 1)],
+        "new ids are claimed once each, in order"
+    );
+    api.call::<_, ()>(
+        "telegram/updates/reply",
+        None,
+        &json!({"update_id": 1, "holder": "dead-1", "message_id": 77}),
+    )
+    .await
+    .expect("reply");
+    api.call::<_, ()>("telegram/updates/done", None, &json!({"update_ids": [2]}))
+        .await
+        .expect("done");
+    // A webhook replica does not take over a fresh claim of another holder: neither list.
+    let peer = claim(vec![1, 2], "peer-2", 120).await;
+    assert!(peer.claimed.is_empty(), "{peer:?}");
+    assert_eq!(peer.done, vec![2]);
+    // Malformed holders are refused.
+    let refused = api
+        .call::<_, UpdateClaims>(
+            "telegram/updates/claim",
+            None,
+            &json!({"update_ids": [1], "holder": "a b", "takeover_after_secs": 0}),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(app::error::ApiError::Validation { .. })),
+        "{refused:?}"
+    );
+
+    // The next poller takes update 1 over (learning of message 77), skips 2, handles 3.
+    let taken = claim(vec![1], "probe-3", 0).await;
+    assert_eq!(taken.claimed[0].attempt, 2);
+    assert_eq!(taken.claimed[0].reply_message_id, Some(77));
+    let running = RunningBot::start(bot_config(&emulator, &api_url, (20, 100)));
+    emulator.wait_for(951, 2).await;
+    running.stop().await;
+    let texts: Vec<String> = emulator
+        .sent(951)
+        .await
+        .iter()
+        .map(|m| text(m).to_owned())
+        .collect();
+    assert_eq!(
+        texts,
+        vec![
+            "I don't know the command /r1. Try /help.",
+            "I don't know the command /r3. Try /help.",
+        ]
+    );
+    let rows: Vec<(i64, i32, bool)> = sqlx::query_as(
+        "SELECT update_id, attempts, done_at IS NOT NULL FROM telegram_updates ORDER BY update_id",
+    )
+    .fetch_all(&db)
+    .await
+    .expect("rows");
+    assert_eq!(rows, vec![(1, 3, true), (2, 1, true), (3, 1, true)]);
+}
+
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn webhook_mode_answers_updates_and_refuses_a_wrong_secret(db: sqlx::PgPool) {
     let (_app, api_url) = serve_app(db).await;

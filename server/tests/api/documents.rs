@@ -44,11 +44,21 @@ impl Drop for Workers {
 
 /// Uploads files as the signed-in person (multipart, as the browser's form sends it).
 pub async fn upload(app: &TestApp, cookie: &str, files: &[(&str, &[u8])]) -> Reply {
+    upload_with(app, cookie, &[], files).await
+}
+
+/// `upload` with text fields too.
+pub async fn upload_with(
+    app: &TestApp,
+    cookie: &str,
+    fields: &[(&str, &str)],
+    files: &[(&str, &[u8])],
+) -> Reply {
     let files: Vec<(&str, &str, &[u8])> = files
         .iter()
         .map(|(name, bytes)| ("file", *name, *bytes))
         .collect();
-    let (content_type, body) = bot::api::multipart_body("test-boundary-0123", &[], &files);
+    let (content_type, body) = bot::api::multipart_body("test-boundary-0123", fields, &files);
     let request = http::Request::post("/api/documents/upload")
         .header("content-type", content_type)
         .header("accept", "application/json")
@@ -413,6 +423,48 @@ async fn unsupported_files_duplicates_and_oversize_files_are_handled_clearly(db:
     // Without a session there is no upload at all.
     let reply = upload(&app, "dossier_session=forged", &[("x.txt", b"hello")]).await;
     assert_eq!(reply.status, 401, "{}", reply.body);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn an_upload_repeated_with_its_source_key_gets_its_first_receipt(db: sqlx::PgPool) {
+    let app = spawn_app(db.clone()).await;
+    let cookie = sign_up(&app, "ann@example.org").await;
+    let pdf = testkit::text_pdf(&["Invoice 7\nTotal 12.00 EUR"]);
+    let send = |key: &'static str| {
+        let (app, cookie, pdf) = (&app, &cookie, &pdf);
+        async move {
+            let reply = upload_with(app, cookie, &[("source_key", key)], &[("a.pdf", pdf)]).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            reply.json()[0].clone()
+        }
+    };
+    let first = send("tg:42").await;
+    assert_eq!(first["duplicate"], false);
+    // The same upload again (its answer was lost): the same document, not a duplicate.
+    let repeat = send("tg:42").await;
+    assert_eq!(repeat["duplicate"], false);
+    assert_eq!(repeat["document"]["id"], first["document"]["id"]);
+    // The same file in another message: a duplicate.
+    assert_eq!(send("tg:43").await["duplicate"], true);
+    let rows = count(
+        &db,
+        "SELECT count(*) FROM documents WHERE user_id = $1",
+        user_id(&db, "ann@example.org").await,
+    )
+    .await;
+    assert_eq!(rows, 1);
+    assert_eq!(stored_files(&app).len(), 1);
+    // A key that is not a key is refused, nothing stored.
+    let reply = upload_with(
+        &app,
+        &cookie,
+        &[("source_key", "../etc")],
+        &[("b.pdf", b"%PDF-1.4 b")],
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body.contains("source_key"), "{}", reply.body);
+    assert_eq!(stored_files(&app).len(), 1);
 }
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
@@ -920,7 +972,7 @@ async fn a_pdf_sent_to_the_bot_is_uploaded_processed_announced_and_on_the_web(db
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn a_notification_waits_for_a_bot_that_is_down_and_is_sent_once(db: sqlx::PgPool) {
-    use crate::bot::{BOT_SECRET, Emulator, RunningBot, serve_app};
+    use crate::bot::{Emulator, RunningBot, serve_app};
 
     let (app, api_url) = serve_app(db.clone()).await;
     let _workers = Workers::start(&app).await;
@@ -979,29 +1031,32 @@ async fn a_notification_waits_for_a_bot_that_is_down_and_is_sent_once(db: sqlx::
     );
     running.stop().await;
 
-    // The claim is what keeps a redelivered notification from going out twice.
-    let api = bot::api::Api::new(
-        url::Url::parse(&api_url).expect("url"),
-        "bot".into(),
-        secrecy::SecretString::from(BOT_SECRET),
+    // The claim is what keeps a redelivered notification from going out twice, and the mark
+    // of having sent it is what keeps a crash before the send from losing it.
+    let api = crate::bot::bot_api(&api_url);
+    let claim = |holder: &'static str| {
+        let api = api.clone();
+        async move {
+            api.call::<_, app::notifications::NotificationClaims>(
+                "telegram/notifications/claim",
+                None,
+                &serde_json::json!({"ids": ["x:1"], "holder": holder}),
+            )
+            .await
+            .expect("claim")
+        }
+    };
+    assert_eq!(claim("bot-1").await.claimed, vec!["x:1"]);
+    // bot-1 was killed before sending: bot-2 gets it again.
+    assert_eq!(claim("bot-2").await.claimed, vec!["x:1"]);
+    api.call::<_, ()>(
+        "telegram/notifications/done",
+        None,
+        &serde_json::json!({"ids": ["x:1"]}),
     )
-    .expect("api");
-    let first: Vec<String> = api
-        .call(
-            "telegram/notifications/claim",
-            None,
-            &serde_json::json!({"ids": ["x:1"]}),
-        )
-        .await
-        .expect("claim");
-    let again: Vec<String> = api
-        .call(
-            "telegram/notifications/claim",
-            None,
-            &serde_json::json!({"ids": ["x:1"]}),
-        )
-        .await
-        .expect("claim");
-    assert_eq!(first, vec!["x:1"]);
-    assert!(again.is_empty());
+    .await
+    .expect("done");
+    let again = claim("bot-3").await;
+    assert!(again.claimed.is_empty());
+    assert_eq!(again.done, vec!["x:1"]);
 }

@@ -25,6 +25,11 @@ pub fn test_settings() -> Settings {
         env,
         nats_url: nats_url(),
         public_url: "http://localhost:3000".into(),
+        // Tests run many calls at once on purpose; shedding has its own test.
+        admission: app::config::AdmissionSettings {
+            questions: 64,
+            uploads: 64,
+        },
         ..Settings::default()
     }
 }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod bot;
+mod corpus;
 mod documents;
 mod helpers;
 mod isolation;
