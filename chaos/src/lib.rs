@@ -44,6 +44,14 @@ impl Binaries {
     }
 }
 
+/// A number from the environment, or `default`.
+pub fn number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A free loopback port (bound once, released, then used by a child).
 pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free port")?;

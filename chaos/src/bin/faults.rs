@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::Engine;
-use chaos::{Binaries, Layout, Stack, count_files, wait_until};
+use chaos::{Binaries, Layout, Stack, count_files, number, wait_until};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use testkit::Lcg;
@@ -47,13 +47,6 @@ struct Doc {
     name: String,
     sha256: Vec<u8>,
     bytes: Vec<u8>,
-}
-
-fn number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 #[tokio::main]

@@ -12,17 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chaos::{Binaries, Layout, Stack, percentiles, wait_until};
+use chaos::{Binaries, Layout, Stack, number, percentiles, wait_until};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use testkit::Lcg;
-
-fn number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::documents::{Workers, finished, upload, user_id};
+use crate::documents::{Workers, finished, stored_files, upload, user_id};
 use crate::helpers::*;
 
 enum Expect {
@@ -166,8 +166,7 @@ async fn every_hostile_file_gets_a_clear_outcome_and_nothing_stored_is_lost(db: 
             "{key}"
         );
     }
-    let store = app.state.settings.data_dir.join("objects");
-    let files = walk(&store);
+    let files = stored_files(&app);
     assert_eq!(files.len(), kept, "one object per document: {files:#?}");
     assert!(!app.state.settings.data_dir.join("etc").exists());
 
@@ -187,19 +186,6 @@ async fn every_hostile_file_gets_a_clear_outcome_and_nothing_stored_is_lost(db: 
         .await
         .expect("body");
     assert_eq!(&body[..], &keep[..]);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[sqlx::test(migrator = "server::MIGRATOR")]

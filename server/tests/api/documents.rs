@@ -175,7 +175,7 @@ async fn count(db: &sqlx::PgPool, sql: &str, id: Uuid) -> i64 {
 }
 
 /// Files under the test's local object store.
-fn stored_files(app: &TestApp) -> Vec<std::path::PathBuf> {
+pub fn stored_files(app: &TestApp) -> Vec<std::path::PathBuf> {
     fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = entry.path();
