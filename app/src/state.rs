@@ -49,8 +49,71 @@ pub fn app_state() -> Result<AppState, ApiError> {
 }
 
 /// Logs the full error chain under a fresh incident id and returns the wire error that names it.
+/// A failure to reach PostgreSQL (restarting, connection cut, pool exhausted) is no incident:
+/// it is `Unavailable`, which callers may retry.
 pub fn internal(error: anyhow::Error) -> ApiError {
+    if let Some(cause) = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<sqlx::Error>())
+        .filter(|cause| database_unreachable(cause))
+    {
+        tracing::warn!(error = %cause, context = %error, "the database is unreachable");
+        return ApiError::Unavailable;
+    }
     let incident = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     tracing::error!(incident = %incident, error = ?error, "internal error");
     ApiError::Internal { incident }
+}
+
+/// Whether a database error means "PostgreSQL cannot be reached or is restarting" (worth a
+/// retry) rather than a bug: the connection broke, none could be made or had in time, the
+/// server is shutting down or starting up (SQLSTATE classes 08 and 57P, too many connections),
+/// or the transaction lost a serialization race or a deadlock.
+pub fn database_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database) => database.code().is_some_and(|code| {
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || matches!(code.as_ref(), "53300" | "40001" | "40P01")
+        }),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context;
+
+    use super::*;
+
+    fn failed(error: sqlx::Error) -> ApiError {
+        Err::<(), _>(error)
+            .context("failed to do a thing")
+            .map_err(internal)
+            .expect_err("an error")
+    }
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_and_anything_else_an_incident() {
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        assert_eq!(failed(sqlx::Error::Io(reset)), ApiError::Unavailable);
+        assert_eq!(failed(sqlx::Error::PoolTimedOut), ApiError::Unavailable);
+        assert_eq!(failed(sqlx::Error::PoolClosed), ApiError::Unavailable);
+        assert!(matches!(
+            failed(sqlx::Error::RowNotFound),
+            ApiError::Internal { .. }
+        ));
+        assert!(matches!(
+            failed(sqlx::Error::ColumnNotFound("x".into())),
+            ApiError::Internal { .. }
+        ));
+        assert!(matches!(
+            internal(anyhow::anyhow!("a plain bug")),
+            ApiError::Internal { .. }
+        ));
+    }
 }

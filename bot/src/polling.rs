@@ -4,15 +4,18 @@
 //! Each batch from getUpdates is claimed through the API by this process (`Ctx::holder`):
 //! new ids, and ids a previous process claimed and did not finish (it was killed), are
 //! handled; finished ones are skipped. Each update is marked done once handled, chats in
-//! parallel, each chat in order; the batch is then confirmed by the next getUpdates' offset.
+//! parallel, each chat in order; the batch is then confirmed by the next getUpdates' offset,
+//! up to the first update that could not be marked done (it is fetched and claimed again).
 //! On shutdown the current batch gets `DRAIN` to finish and the offset is confirmed before
 //! the process exits. If the API cannot be reached, nothing is claimed or confirmed: the batch
 //! comes again on the next poll.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use serde_json::json;
 use teloxide::ApiError as TgApiError;
 use teloxide::RequestError;
@@ -83,9 +86,8 @@ pub async fn claim(ctx: &Ctx, updates: Vec<Update>, takeover_after_secs: u32) ->
     }
 }
 
-/// Marks an update handled (retried while the API is unavailable: an update left unfinished
-/// would be handled again by the next process).
-async fn finish(ctx: &Ctx, update_id: i64) {
+/// Marks an update handled (retried while the API is unavailable); false if it could not be.
+async fn finish(ctx: &Ctx, update_id: i64) -> bool {
     let done: Result<(), ApiError> = ctx
         .api
         .call_retrying(
@@ -94,19 +96,26 @@ async fn finish(ctx: &Ctx, update_id: i64) {
             &json!({ "update_ids": [update_id] }),
         )
         .await;
-    if let Err(error) = done {
-        tracing::warn!(update_id, %error, "an update could not be marked handled");
+    match done {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(update_id, %error, "an update could not be marked handled");
+            false
+        }
     }
 }
 
 /// Handles a batch: chats in parallel, each chat's updates in order, each marked done once
-/// handled. When `shutdown` fires, the batch gets `DRAIN` to finish; what is still running
-/// after that is aborted (and left unfinished, for the next process).
+/// handled. A handler that panics is logged and its update marked done (it would panic again).
+/// When `shutdown` fires, the batch gets `DRAIN` to finish; what is still running after that
+/// is aborted. Returns the ids left unfinished (aborted, or not marked done because the API
+/// stayed away), in ascending order: they must be fetched and claimed again.
 pub async fn handle_batch(
     ctx: &Arc<Ctx>,
     updates: Vec<(Update, ClaimedUpdate)>,
     shutdown: &CancellationToken,
-) {
+) -> Vec<i64> {
+    let mut unfinished: BTreeSet<i64> = updates.iter().map(|(_, c)| c.update_id).collect();
     let mut by_chat: BTreeMap<i64, Vec<(Update, ClaimedUpdate)>> = BTreeMap::new();
     for (update, claim) in updates {
         by_chat
@@ -114,16 +123,27 @@ pub async fn handle_batch(
             .or_default()
             .push((update, claim));
     }
+    let (finished_tx, mut finished_rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
     let mut tasks = JoinSet::new();
     for (_, chat_updates) in by_chat {
         let ctx = ctx.clone();
+        let finished = finished_tx.clone();
         tasks.spawn(async move {
             for (update, claim) in chat_updates {
-                handlers::handle(&ctx, update, &claim).await;
-                finish(&ctx, claim.update_id).await;
+                let update_id = claim.update_id;
+                let handled = AssertUnwindSafe(handlers::handle(&ctx, update, &claim))
+                    .catch_unwind()
+                    .await;
+                if handled.is_err() {
+                    tracing::error!(update_id, "an update's handler panicked");
+                }
+                if finish(&ctx, update_id).await {
+                    let _ = finished.send(update_id);
+                }
             }
         });
     }
+    drop(finished_tx);
     let all = async { while tasks.join_next().await.is_some() {} };
     tokio::pin!(all);
     tokio::select! {
@@ -134,6 +154,10 @@ pub async fn handle_batch(
             }
         }
     }
+    while let Ok(update_id) = finished_rx.try_recv() {
+        unfinished.remove(&update_id);
+    }
+    unfinished.into_iter().collect()
 }
 
 pub async fn run(
@@ -197,8 +221,19 @@ pub async fn run(
             );
             continue;
         }
-        handle_batch(&ctx, claimed.handle, &shutdown).await;
-        offset = i32::try_from(last).unwrap_or(i32::MAX).saturating_add(1);
+        let unfinished = handle_batch(&ctx, claimed.handle, &shutdown).await;
+        // Confirm up to the first update left unfinished: it comes again with the next batch
+        // and is claimed again; those after it that were finished are skipped as done.
+        let next = unfinished
+            .first()
+            .map_or(i64::from(last) + 1, |&first| first);
+        if !unfinished.is_empty() {
+            tracing::warn!(
+                unfinished = unfinished.len(),
+                "updates not marked handled are fetched again"
+            );
+        }
+        offset = i32::try_from(next).unwrap_or(i32::MAX);
     }
     // Confirm what was handled, so a restart does not fetch it again.
     if offset > 0

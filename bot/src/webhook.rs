@@ -58,8 +58,16 @@ async fn receive(State(hook): State<Hook>, headers: HeaderMap, body: Bytes) -> S
         // Telegram delivers it again later.
         return StatusCode::SERVICE_UNAVAILABLE;
     }
-    polling::handle_batch(&hook.ctx, claimed.handle, &hook.shutdown).await;
-    StatusCode::OK
+    if polling::handle_batch(&hook.ctx, claimed.handle, &hook.shutdown)
+        .await
+        .is_empty()
+    {
+        StatusCode::OK
+    } else {
+        // Not marked handled: Telegram delivers it again, and it is taken over once the claim
+        // is old enough.
+        StatusCode::SERVICE_UNAVAILABLE
+    }
 }
 
 /// The listener's router (exposed for tests).

@@ -94,8 +94,9 @@ fn check_holder(holder: &str) -> Result<(), ApiError> {
 /// Claims update ids for handling by `holder` (one bot process). New ids are claimed. An id
 /// claimed before and never finished is taken over: with `takeover_after_secs` 0 at once (the
 /// one polling process: whoever held it is gone, or it is asking again after a lost answer),
-/// otherwise only from another holder whose claim is that old (a webhook replica waits for a
-/// slow peer). Service-only (`telegram:updates`).
+/// otherwise only once its claim is that old, whoever holds it (a webhook replica waits for a
+/// slow peer, or for its own handler that Telegram gave up waiting for). Service-only
+/// (`telegram:updates`).
 #[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "telegram/updates/claim", input = Json)]
 pub async fn claim_updates(
     update_ids: Vec<i64>,

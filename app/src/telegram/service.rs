@@ -52,8 +52,9 @@ pub async fn hello(
     })
 }
 
-/// See `super::claim_updates`. One statement: new ids are inserted, unfinished ids of another
-/// holder whose claim is old enough are taken over (under the row lock the conflict takes), and
+/// See `super::claim_updates`. One statement: new ids are inserted, unfinished ids whose claim
+/// is old enough are taken over (by any holder: the same replica may be asked again after it
+/// could not finish one) (under the row lock the conflict takes), and
 /// finished ones are reported as done.
 pub async fn claim_updates(
     db: &sqlx::PgPool,
@@ -72,8 +73,7 @@ pub async fn claim_updates(
                 attempts = telegram_updates.attempts + 1
           WHERE telegram_updates.done_at IS NULL
             AND ($3 = 0
-                 OR (telegram_updates.holder <> EXCLUDED.holder
-                     AND telegram_updates.claimed_at <= now() - make_interval(secs => $3)))
+                 OR telegram_updates.claimed_at <= now() - make_interval(secs => $3))
          RETURNING update_id, attempts, reply_message_id",
     )
     .bind(update_ids)

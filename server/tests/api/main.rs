@@ -10,6 +10,7 @@ mod isolation;
 mod link;
 mod miniapp;
 mod operations;
+mod outages;
 mod passkeys;
 mod rag;
 mod system;

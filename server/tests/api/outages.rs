@@ -1,0 +1,294 @@
+//! PostgreSQL going away under a running system: the server says `unavailable` (not an
+//! incident), and the bot repeats what is safe to repeat, so nothing a person sent is lost or
+//! doubled. The database sits behind a TCP proxy the test cuts at the moment a chosen
+//! statement passes (the SQL text travels in the clear in the protocol's Parse message).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::postgres::{PgPoolOptions, PgSslMode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::bot::{Emulator, RunningBot, bot_config, serve_app_with_settings};
+use crate::documents::{chat_until, link_telegram, telegram_sends, user_id};
+use crate::helpers::{ORIGIN, call_json, eventually, sign_up};
+
+/// A proxy in front of PostgreSQL. `cut_at(marker)` closes every connection through it and
+/// arms a cut: when a statement containing `marker` is about to pass, every connection is
+/// closed and new ones are refused (accepted and closed at once) until `restore`.
+struct DbProxy {
+    port: u16,
+    shared: Arc<Shared>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+struct Shared {
+    upstream: (String, u16),
+    down: AtomicBool,
+    refused: AtomicU64,
+    cuts: AtomicU64,
+    marker: std::sync::Mutex<Option<Vec<u8>>>,
+    /// Bumped to close every live connection.
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl Shared {
+    fn close_all(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Whether `bytes` (from the client) hold the armed marker; disarms it if so.
+    fn trips(&self, bytes: &[u8]) -> bool {
+        let Ok(mut marker) = self.marker.lock() else {
+            return false;
+        };
+        let hit = marker
+            .as_deref()
+            .is_some_and(|m| bytes.windows(m.len()).any(|w| w == m));
+        if hit {
+            *marker = None;
+        }
+        hit
+    }
+}
+
+impl DbProxy {
+    async fn start(upstream: (String, u16)) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let shared = Arc::new(Shared {
+            upstream,
+            down: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
+            cuts: AtomicU64::new(0),
+            marker: std::sync::Mutex::new(None),
+            generation: tokio::sync::watch::Sender::new(0),
+        });
+        let accept = tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    if shared.down.load(Ordering::SeqCst) {
+                        shared.refused.fetch_add(1, Ordering::SeqCst);
+                        drop(client);
+                        continue;
+                    }
+                    tokio::spawn(relay(client, shared.clone()));
+                }
+            }
+        });
+        Self {
+            port,
+            shared,
+            accept,
+        }
+    }
+
+    fn cut_at(&self, marker: &str) {
+        if let Ok(mut armed) = self.shared.marker.lock() {
+            *armed = Some(marker.as_bytes().to_vec());
+        }
+        // Statements are prepared once per connection: fresh connections send every one's text.
+        self.shared.close_all();
+    }
+
+    fn restore(&self) {
+        self.shared.down.store(false, Ordering::SeqCst);
+    }
+
+    fn cuts(&self) -> u64 {
+        self.shared.cuts.load(Ordering::SeqCst)
+    }
+
+    fn refused(&self) -> u64 {
+        self.shared.refused.load(Ordering::SeqCst)
+    }
+
+    fn is_down(&self) -> bool {
+        self.shared.down.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for DbProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.shared.close_all();
+    }
+}
+
+async fn relay(mut client: TcpStream, shared: Arc<Shared>) {
+    let Ok(mut server) = TcpStream::connect((shared.upstream.0.as_str(), shared.upstream.1)).await
+    else {
+        return;
+    };
+    let mut closed = shared.generation.subscribe();
+    let (mut client_read, mut client_write) = client.split();
+    let (mut server_read, mut server_write) = server.split();
+    let upstream = async {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let n = client_read.read(&mut buffer).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            if shared.trips(&buffer[..n]) {
+                // The database "goes away" just before this statement reaches it.
+                shared.down.store(true, Ordering::SeqCst);
+                shared.cuts.fetch_add(1, Ordering::SeqCst);
+                shared.close_all();
+                return;
+            }
+            if server_write.write_all(&buffer[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    let downstream = async {
+        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+    };
+    tokio::select! {
+        () = upstream => {}
+        () = downstream => {}
+        _ = closed.changed() => {}
+    }
+}
+
+async fn all_updates_done(db: &sqlx::PgPool) -> bool {
+    sqlx::query_scalar::<_, i64>("SELECT count(*) FROM telegram_updates WHERE done_at IS NULL")
+        .fetch_one(db)
+        .await
+        .expect("count unfinished updates")
+        == 0
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn files_sent_while_the_database_goes_away_are_each_uploaded_once(db: sqlx::PgPool) {
+    let options = db.connect_options();
+    let proxy = DbProxy::start((options.get_host().to_owned(), options.get_port())).await;
+    // The server reaches PostgreSQL only through the proxy; the test reads it directly.
+    let through_proxy = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_with(
+            (*options)
+                .clone()
+                .port(proxy.port)
+                .host("127.0.0.1")
+                // In the clear, so the proxy can see the statements go by.
+                .ssl_mode(PgSslMode::Disable),
+        )
+        .await
+        .expect("connect through the proxy");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let (app, api_url) =
+        serve_app_with_settings(through_proxy, listener, crate::bot::bot_settings()).await;
+    let emulator = Emulator::start(tgemu::Limits::default()).await;
+    let running = RunningBot::start(bot_config(&emulator, &api_url, (30, 30)));
+    let cookie = sign_up(&app, "outage@example.org").await;
+    let owner = user_id(&db, "outage@example.org").await;
+    link_telegram(&db, owner, 8301, "en").await;
+
+    // Where the database goes away: in the middle of the upload's transaction; as the bot
+    // marks the update handled; and after the upload committed, as its receipt is read.
+    let cuts = [
+        ("a.pdf", "INSERT INTO document_files"),
+        ("b.pdf", "UPDATE telegram_updates SET done_at"),
+        ("c.pdf", "d.user_id = $1 AND d.id = $2"),
+    ];
+    for (n, (name, marker)) in cuts.iter().enumerate() {
+        let cut = u64::try_from(n).expect("small") + 1;
+        proxy.cut_at(marker);
+        let pdf = testkit::text_pdf(&[&format!("Outage test file {name}, number {cut}.")]);
+        telegram_sends(&emulator, 8301, "documents", name, &pdf, None).await;
+        eventually(
+            &format!("the cut at {marker:?}"),
+            Duration::from_secs(30),
+            || async { proxy.cuts() == cut },
+        )
+        .await;
+        // While it is down, the server says so, and names no incident.
+        let refused_before = proxy.refused();
+        let listed = call_json(
+            &app,
+            "/api/documents/list",
+            &serde_json::json!({}),
+            &[("origin", ORIGIN), ("cookie", &cookie)],
+        )
+        .await;
+        let (status, body) = (listed.status, listed.body);
+        assert!(proxy.is_down(), "nothing restored the database yet");
+        assert_eq!(status, 503, "{body}");
+        let error: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(error["code"], "unavailable", "{body}");
+        assert!(proxy.refused() > refused_before, "the server did try");
+        // The bot keeps trying (each attempt refused) until the database is back.
+        eventually(
+            "the bot's attempts while the database is down",
+            Duration::from_secs(30),
+            || async { proxy.refused() >= refused_before + 3 },
+        )
+        .await;
+        proxy.restore();
+        let uploaded = format!("✅ Uploaded {name}, processing…");
+        chat_until(&emulator, 8301, &uploaded, |texts| {
+            texts.contains(&uploaded)
+        })
+        .await;
+        eventually(
+            "every update marked handled",
+            Duration::from_secs(30),
+            || all_updates_done(&db),
+        )
+        .await;
+    }
+    running.stop().await;
+
+    let texts = chat_until(&emulator, 8301, "the chat", |_| true).await;
+    assert_eq!(
+        texts,
+        vec![
+            "✅ Uploaded a.pdf, processing…",
+            "✅ Uploaded b.pdf, processing…",
+            "✅ Uploaded c.pdf, processing…",
+        ],
+        "one status message per file, each edited to its outcome, nothing else"
+    );
+    let stored: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT file_name, source_key FROM documents WHERE user_id = $1 ORDER BY file_name",
+    )
+    .bind(owner)
+    .fetch_all(&db)
+    .await
+    .expect("documents");
+    assert_eq!(
+        stored
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["a.pdf", "b.pdf", "c.pdf"],
+        "each file once"
+    );
+    assert!(stored.iter().all(|(_, key)| key.is_some()), "{stored:?}");
+    let files: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM document_files f JOIN documents d ON d.id = f.document_id
+          WHERE d.user_id = $1",
+    )
+    .bind(owner)
+    .fetch_one(&db)
+    .await
+    .expect("files");
+    assert_eq!(files, 3);
+    assert_eq!(
+        crate::documents::stored_files(&app).len(),
+        3,
+        "the interrupted upload's first copy was removed"
+    );
+    let handled: i64 = sqlx::query_scalar("SELECT count(*) FROM telegram_updates")
+        .fetch_one(&db)
+        .await
+        .expect("updates");
+    assert_eq!(handled, 3);
+}
