@@ -16,6 +16,7 @@ pub struct Api {
     base: url::Url,
     service: String,
     secret: SecretString,
+    retry_for: Duration,
 }
 
 impl std::fmt::Debug for Api {
@@ -63,19 +64,20 @@ pub fn multipart_body(
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-/// How long a repeatable call is retried while the API is unavailable: long enough for a
-/// server, PostgreSQL or NATS restart, short enough that a person is not left waiting silently.
+/// How long a repeatable call is retried while the API is unavailable, unless configured
+/// (`DOSSIER_BOT_API_RETRY_SECS`): long enough for a server, PostgreSQL or NATS restart, short
+/// enough that a person is not left waiting silently.
 pub const RETRY_FOR: Duration = Duration::from_secs(60);
 
-/// Runs `attempt` until it gives anything but `Unavailable` or `Busy`, or `RETRY_FOR` has
+/// Runs `attempt` until it gives anything but `Unavailable` or `Busy`, or `retry_for` has
 /// passed, with pauses growing from 250 ms to 4 s (`Busy`: its `retry_after_secs`). Each
 /// attempt is signed afresh (a new nonce).
-async fn retrying<O, F, Fut>(mut attempt: F) -> Result<O, ApiError>
+async fn retrying<O, F, Fut>(retry_for: Duration, mut attempt: F) -> Result<O, ApiError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<O, ApiError>>,
 {
-    let deadline = tokio::time::Instant::now() + RETRY_FOR;
+    let deadline = tokio::time::Instant::now() + retry_for;
     let mut pause = Duration::from_millis(250);
     loop {
         match attempt().await {
@@ -113,7 +115,15 @@ impl Api {
             base,
             service,
             secret,
+            retry_for: RETRY_FOR,
         })
+    }
+
+    /// How long the `*_retrying` calls keep trying (`RETRY_FOR` unless set).
+    #[must_use]
+    pub fn retrying_for(mut self, retry_for: Duration) -> Self {
+        self.retry_for = retry_for;
+        self
     }
 
     /// Calls the server function at `/api/<endpoint>` with a JSON body, acting for
@@ -132,14 +142,14 @@ impl Api {
     }
 
     /// `call`, repeated while the API is unavailable (restarting, or its database or NATS is),
-    /// for up to `RETRY_FOR`; for calls that are safe to repeat.
+    /// for up to `retry_for`; for calls that are safe to repeat.
     pub async fn call_retrying<I: Serialize, O: DeserializeOwned>(
         &self,
         endpoint: &str,
         telegram_user: Option<i64>,
         input: &I,
     ) -> Result<O, ApiError> {
-        retrying(|| self.call(endpoint, telegram_user, input)).await
+        retrying(self.retry_for, || self.call(endpoint, telegram_user, input)).await
     }
 
     /// `call_multipart`, repeated while the API is unavailable (see `call_retrying`).
@@ -150,7 +160,10 @@ impl Api {
         fields: &[(&str, &str)],
         files: &[(&str, &str, &[u8])],
     ) -> Result<O, ApiError> {
-        retrying(|| self.call_multipart(endpoint, telegram_user, fields, files)).await
+        retrying(self.retry_for, || {
+            self.call_multipart(endpoint, telegram_user, fields, files)
+        })
+        .await
     }
 
     /// Calls a multipart server function (an upload): text fields and files, acting for

@@ -76,6 +76,13 @@ pub struct Config {
     /// Where `/metrics` and `/healthz` are served (`DOSSIER_BOT_METRICS_LISTEN`, default
     /// `127.0.0.1:3002`; `off` for none).
     pub metrics_listen: Option<SocketAddr>,
+    /// How long calls that are safe to repeat are retried while the API is unavailable
+    /// (`DOSSIER_BOT_API_RETRY_SECS`, default 60).
+    pub api_retry_for: Duration,
+    /// The local journal of messages sent and not yet recorded through the API
+    /// (`DOSSIER_BOT_JOURNAL_DIR`, default `dossier-bot-journal` in the temporary directory;
+    /// `off` for none). See `journal`.
+    pub journal_dir: Option<std::path::PathBuf>,
 }
 
 /// Telegram's public Bot API lets a bot download files up to 20 MB.
@@ -178,6 +185,15 @@ impl Config {
                         .context("DOSSIER_BOT_METRICS_LISTEN is not an address (or off)")?,
                 ),
                 None => Some(SocketAddr::from(([127, 0, 0, 1], 3002))),
+            },
+            api_retry_for: Duration::from_secs(u64::from(number(
+                "DOSSIER_BOT_API_RETRY_SECS",
+                u32::try_from(crate::api::RETRY_FOR.as_secs()).unwrap_or(60),
+            )?)),
+            journal_dir: match var("DOSSIER_BOT_JOURNAL_DIR").as_deref() {
+                Some("off") => None,
+                Some(dir) => Some(dir.into()),
+                None => Some(std::env::temp_dir().join("dossier-bot-journal")),
             },
         })
     }

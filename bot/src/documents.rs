@@ -15,6 +15,7 @@ use teloxide::types::{
 
 use crate::Ctx;
 use crate::i18n::{DocLine, Lang, Text};
+use crate::journal;
 
 /// Albums whose status message is remembered (the oldest is forgotten beyond this).
 const ALBUMS_REMEMBERED: usize = 256;
@@ -119,11 +120,29 @@ pub async fn on_file(
         None => (None, 1),
     };
     // An earlier attempt at this update (cut short by a crash) may have sent the status
-    // message already: edit that one.
+    // message already: edit that one. The API has it, or, if the API could not be reached
+    // before that attempt died, this host's journal.
+    let reply = journal::Entry::Reply {
+        chat: chat.0,
+        update_id: claim.update_id,
+    };
+    let journalled = ctx
+        .journal
+        .as_ref()
+        .filter(|_| claim.attempt > 1 && claim.reply_message_id.is_none())
+        .and_then(|journal| journal.lookup(reply));
     let earlier = claim
         .reply_message_id
+        .or(journalled)
         .filter(|_| group.is_none())
         .map(MessageId);
+    if let (Some(message), None) = (earlier, claim.reply_message_id) {
+        tracing::info!(
+            update_id = claim.update_id,
+            "status message taken from the journal"
+        );
+        note_reply(ctx, claim, reply, message).await;
+    }
     let status = match status.or(earlier) {
         Some(status) => status,
         None => {
@@ -139,7 +158,10 @@ pub async fn on_file(
             if let Some(group) = &group {
                 ctx.albums.remember(group, sent.id, photos);
             } else {
-                note_reply(ctx, claim, sent.id).await;
+                if let Some(journal) = &ctx.journal {
+                    journal.record(reply, sent.id.0);
+                }
+                note_reply(ctx, claim, reply, sent.id).await;
             }
             sent.id
         }
@@ -190,9 +212,14 @@ enum UploadError {
     Api(ApiError),
 }
 
-/// Remembers the status message with the update's claim (best effort: without it, an attempt
-/// after a crash sends a new status message).
-async fn note_reply(ctx: &Ctx, claim: &ClaimedUpdate, message: MessageId) {
+/// Remembers the status message with the update's claim, then forgets its journal entry
+/// (best effort: without either, an attempt after a crash sends a new status message).
+async fn note_reply(
+    ctx: &Ctx,
+    claim: &ClaimedUpdate,
+    entry: journal::Entry<'_>,
+    message: MessageId,
+) {
     let noted: Result<(), ApiError> = ctx
         .api
         .call_retrying(
@@ -205,8 +232,13 @@ async fn note_reply(ctx: &Ctx, claim: &ClaimedUpdate, message: MessageId) {
             }),
         )
         .await;
-    if let Err(error) = noted {
-        tracing::warn!(%error, "a status message could not be recorded");
+    match noted {
+        Ok(()) => {
+            if let Some(journal) = &ctx.journal {
+                journal.forget(entry);
+            }
+        }
+        Err(error) => tracing::warn!(%error, "a status message could not be recorded"),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod config;
 pub mod documents;
 pub mod handlers;
 pub mod i18n;
+pub mod journal;
 pub mod lease;
 pub mod metrics;
 pub mod notify;
@@ -49,6 +50,8 @@ pub struct Ctx {
     /// This process in claims of updates and notifications (its pid and 64 random bits): what
     /// it claimed and did not finish is taken over by the next process.
     pub holder: String,
+    /// Messages sent and not yet recorded through the API (see `journal`); none if off.
+    pub journal: Option<journal::Journal>,
 }
 
 /// Per-update handling times, for `make bench` (bounded; oldest dropped).
@@ -133,7 +136,15 @@ pub fn context(config: &Config) -> anyhow::Result<(Bot, Arc<Ctx>)> {
         config.api_url.clone(),
         config.service.clone(),
         config.service_secret.clone(),
-    )?;
+    )?
+    .retrying_for(config.api_retry_for);
+    let journal = match &config.journal_dir {
+        Some(dir) => Some(
+            journal::Journal::open(dir, journal::bot_id(&config.token.expose()))
+                .with_context(|| format!("cannot open the journal in {}", dir.display()))?,
+        ),
+        None => None,
+    };
     Ok((
         raw.clone(),
         Arc::new(Ctx {
@@ -146,6 +157,7 @@ pub fn context(config: &Config) -> anyhow::Result<(Bot, Arc<Ctx>)> {
             albums: documents::Albums::default(),
             answers: std::sync::OnceLock::new(),
             holder: holder_id(),
+            journal,
         }),
     ))
 }
@@ -209,32 +221,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Some((client, nats)) = &nats {
         let _ = ctx.answers.set((client.clone(), nats.env.clone()));
     }
-    // Push-link requests and notifications arrive over NATS while updates are handled.
-    let workers: Vec<_> = nats
-        .iter()
-        .flat_map(|(client, nats)| {
-            [
-                tokio::spawn(push::run(
-                    ctx.clone(),
-                    client.clone(),
-                    nats.env.clone(),
-                    shutdown.clone(),
-                )),
-                tokio::spawn(notify::run(
-                    ctx.clone(),
-                    client.clone(),
-                    nats.env.clone(),
-                    shutdown.clone(),
-                )),
-                tokio::spawn(ask::run_sends(
-                    ctx.clone(),
-                    client.clone(),
-                    nats.env.clone(),
-                    shutdown.clone(),
-                )),
-            ]
-        })
-        .collect();
+    // Push-link requests and notifications arrive over NATS while updates are handled. In a
+    // set owned by this future: dropped (the process ending), they end with it.
+    let mut workers = tokio::task::JoinSet::new();
+    if let Some((client, nats)) = &nats {
+        workers.spawn(push::run(
+            ctx.clone(),
+            client.clone(),
+            nats.env.clone(),
+            shutdown.clone(),
+        ));
+        workers.spawn(notify::run(
+            ctx.clone(),
+            client.clone(),
+            nats.env.clone(),
+            shutdown.clone(),
+        ));
+        workers.spawn(ask::run_sends(
+            ctx.clone(),
+            client.clone(),
+            nats.env.clone(),
+            shutdown.clone(),
+        ));
+    }
     let served = match &config.mode {
         Mode::Polling => {
             let lease = match &nats {
@@ -256,9 +265,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Mode::Webhook(hook) => webhook::run(raw, ctx.clone(), hook.clone(), shutdown.clone()).await,
     };
     shutdown.cancel();
-    for worker in workers {
-        let _ = worker.await;
-    }
+    while workers.join_next().await.is_some() {}
     if let Some(metrics) = metrics {
         let _ = metrics.await;
     }

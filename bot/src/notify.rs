@@ -4,8 +4,11 @@
 //!
 //! Each notification id is claimed through the API by this process before it is sent, marked
 //! sent after, then acknowledged: a redelivery of a sent one is only acknowledged, and one whose
-//! sender was killed before it was sent is claimed again and sent, so none is lost. (Only a
-//! crash between the send and the mark can repeat one: Telegram has no idempotent send.)
+//! sender was killed before it was sent is claimed again and sent, so none is lost. A sent one
+//! is written to the local journal the moment Telegram answers, so a sender killed while the
+//! API could not record it (restarting) leaves it known to its successor on the same host, which
+//! only marks it. (Telegram has no idempotent send: what remains is a kill in the instant
+//! between Telegram's answer and the journal write, or a successor on another host.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Ctx;
 use crate::i18n::{Lang, Text};
+use crate::journal::Entry;
 
 const CONSUMER: &str = "telegram-bot";
 /// Notifications sent at once (the pacer keeps each chat within Telegram's limits).
@@ -134,26 +138,53 @@ async fn handle(ctx: &Ctx, message: async_nats::jetstream::Message) {
             crate::metrics::notification("duplicate");
             message.ack().await
         }
-        Ok(_) => match send(ctx, &notification).await {
-            Sent::Done => {
-                // Marked sent before the acknowledgement: a redelivery then finds it done.
-                // (A crash between the send and this mark sends it once more: Telegram has
-                // no idempotent send.)
-                let finished: Result<(), ApiError> = ctx
-                    .api
-                    .call_retrying(
-                        "telegram/notifications/done",
-                        None,
-                        &json!({ "ids": [notification.id] }),
-                    )
-                    .await;
-                if let Err(error) = finished {
-                    tracing::warn!(%error, "a sent notification could not be marked sent");
+        Ok(_) => {
+            let entry = Entry::Notification(&notification.id);
+            // Claimed again after an attempt that sent it and died before the API recorded
+            // that (the API was down): this host's journal knows.
+            let journalled = ctx
+                .journal
+                .as_ref()
+                .and_then(|journal| journal.lookup(entry))
+                .is_some();
+            let sent = if journalled {
+                tracing::info!(
+                    id = %notification.id,
+                    "notification taken from the journal: not sent again"
+                );
+                crate::metrics::notification("duplicate");
+                Sent::Done
+            } else {
+                send(ctx, &notification).await
+            };
+            match sent {
+                Sent::Done => {
+                    // Marked sent before the acknowledgement: a redelivery then finds it done.
+                    let finished: Result<(), ApiError> = ctx
+                        .api
+                        .call_retrying(
+                            "telegram/notifications/done",
+                            None,
+                            &json!({ "ids": [notification.id] }),
+                        )
+                        .await;
+                    match finished {
+                        Ok(()) => {
+                            if let Some(journal) = &ctx.journal {
+                                journal.forget(entry);
+                            }
+                        }
+                        // Sent all the same: acknowledged, so it is not sent again (the
+                        // journal keeps the entry until it is pruned).
+                        Err(error) => {
+                            tracing::warn!(%error, "a sent notification could not be marked sent");
+                        }
+                    }
+                    message.ack().await
                 }
-                message.ack().await
+                Sent::Retry => message.ack_with(retry_later).await,
             }
-            Sent::Retry => message.ack_with(retry_later).await,
-        },
+        }
         Err(error) => {
             tracing::warn!(%error, "a notification could not be claimed; retrying");
             crate::metrics::notification("retried");
@@ -206,7 +237,11 @@ async fn send(ctx: &Ctx, notification: &TelegramNotification) -> Sent {
         .send_message(ChatId(notification.chat_id), render(notification))
         .parse_mode(ParseMode::Html);
     match tokio::time::timeout(SEND_WITHIN, ctx.pacer.send(notification.chat_id, request)).await {
-        Ok(Ok(_)) => {
+        Ok(Ok(sent)) => {
+            // First of all: the journal, in case this process dies before the API has it.
+            if let Some(journal) = &ctx.journal {
+                journal.record(Entry::Notification(&notification.id), sent.id.0);
+            }
             crate::metrics::notification("sent");
             Sent::Done
         }
@@ -214,6 +249,9 @@ async fn send(ctx: &Ctx, notification: &TelegramNotification) -> Sent {
             // Blocked bot, deleted chat: nothing to retry.
             crate::metrics::notification("failed");
             tracing::warn!(%error, "a notification could not be sent");
+            if let Some(journal) = &ctx.journal {
+                journal.record(Entry::Notification(&notification.id), 0);
+            }
             Sent::Done
         }
         Ok(Err(error)) => {

@@ -262,7 +262,9 @@ pub async fn run_with_lease(
         tracing::info!("this replica now polls Telegram");
         let scope = shutdown.child_token();
         let release = CancellationToken::new();
-        let holder = tokio::spawn({
+        // Renewed by a task that ends with this future (a process that dies renews nothing).
+        let mut holder = JoinSet::new();
+        holder.spawn({
             let lease = lease.clone();
             let release = release.clone();
             let scope = scope.clone();
@@ -271,7 +273,7 @@ pub async fn run_with_lease(
         let polled = run(raw.clone(), ctx.clone(), timeout, scope).await;
         // Released only after the last batch was confirmed, so a standby starts after it.
         release.cancel();
-        let _ = holder.await;
+        while holder.join_next().await.is_some() {}
         polled?;
         if shutdown.is_cancelled() {
             return Ok(());

@@ -381,7 +381,11 @@ impl Stack {
             )
             .env("DOSSIER_NATS_URL", layout.nats_url())
             .env("DOSSIER_ENV", &layout.env_name)
-            .env("DOSSIER_BOT_METRICS_LISTEN", "off");
+            .env("DOSSIER_BOT_METRICS_LISTEN", "off")
+            .env(
+                "DOSSIER_BOT_JOURNAL_DIR",
+                layout.dir.join("journal").to_string_lossy(),
+            );
         let mut stack = Self {
             layout,
             postgres,
@@ -515,17 +519,7 @@ fn privileges(as_postgres: bool, program: &Path) -> (PathBuf, Vec<String>) {
 
 /// Counts regular files under `dir` (the local object store).
 pub fn count_files(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| match entry.file_type() {
-            Ok(t) if t.is_dir() => count_files(&entry.path()),
-            Ok(t) if t.is_file() => 1,
-            _ => 0,
-        })
-        .sum()
+    testkit::files_under(dir).len()
 }
 
 /// The distribution of `samples` as (p50, p95, p99, max).

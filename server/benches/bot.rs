@@ -84,6 +84,8 @@ async fn main() -> anyhow::Result<()> {
         nats: None,
         max_file_bytes: 20 * 1024 * 1024,
         metrics_listen: None,
+        api_retry_for: bot::api::RETRY_FOR,
+        journal_dir: None,
     };
     let shutdown = CancellationToken::new();
     let (raw, ctx) = bot::context(&bot_config)?;

@@ -189,6 +189,8 @@ async fn main() -> anyhow::Result<()> {
         }),
         max_file_bytes: 20 * 1024 * 1024,
         metrics_listen: None,
+        api_retry_for: bot::api::RETRY_FOR,
+        journal_dir: None,
     };
     let bot = tokio::spawn(bot::run(bot_config, shutdown.clone()));
 

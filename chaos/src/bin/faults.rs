@@ -283,6 +283,16 @@ async fn run() -> anyhow::Result<bool> {
             .join(", ")
     );
     report.print();
+    let bot_log = std::fs::read_to_string(dir.join("logs").join("bot.log")).unwrap_or_default();
+    println!(
+        "faults: journal                 {} status messages and {} notifications known only to the bot's journal after a kill",
+        bot_log
+            .matches("status message taken from the journal")
+            .count(),
+        bot_log
+            .matches("notification taken from the journal")
+            .count()
+    );
     println!(
         "faults: orphaned objects        {orphans_before} left by killed uploads, {} after the sweep",
         count_files(&stack.layout.objects_dir()).saturating_sub(rows)

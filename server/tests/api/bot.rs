@@ -185,6 +185,8 @@ pub fn bot_config(emulator: &Emulator, api_url: &str, limits: (u32, u32)) -> bot
         nats: None,
         max_file_bytes: 20 * 1024 * 1024,
         metrics_listen: None,
+        api_retry_for: bot::api::RETRY_FOR,
+        journal_dir: None,
     }
 }
 
@@ -198,6 +200,11 @@ impl RunningBot {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(bot::run(config, shutdown.clone()));
         Self { shutdown, task }
+    }
+
+    /// Ends the bot at once, as `kill -9` would: nothing of it runs on, nothing is drained.
+    pub fn kill(self) {
+        self.task.abort();
     }
 
     pub async fn stop(self) {

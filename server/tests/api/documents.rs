@@ -176,19 +176,7 @@ async fn count(db: &sqlx::PgPool, sql: &str, id: Uuid) -> i64 {
 
 /// Files under the test's local object store.
 pub fn stored_files(app: &TestApp) -> Vec<std::path::PathBuf> {
-    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&app.state.settings.data_dir.join("objects"), &mut out);
-    out
+    testkit::files_under(&app.state.settings.data_dir.join("objects"))
 }
 
 pub const INVOICE: &str = "INVOICE\nInvoice No. INV-2026-0042\nDate: 12.03.2026\nBill to: Anna Petrova\n\nConsulting services  1,000.00 EUR\nVAT 19%  190.00 EUR\nTotal  1,190.00 EUR\nPayment due: 2026-04-12\nIBAN: DE89 3704 0044 0532 0130 00";

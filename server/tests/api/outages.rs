@@ -164,32 +164,70 @@ async fn all_updates_done(db: &sqlx::PgPool) -> bool {
         == 0
 }
 
+/// The server behind the proxy, the emulator and a bot (as `configure` leaves its
+/// configuration), and a linked account; the session cookie.
+struct Outage {
+    proxy: DbProxy,
+    app: crate::helpers::TestApp,
+    api_url: String,
+    emulator: Emulator,
+    bot: RunningBot,
+    cookie: String,
+    owner: uuid::Uuid,
+}
+
+impl Outage {
+    async fn start(db: &sqlx::PgPool, chat: i64, configure: impl FnOnce(&mut bot::Config)) -> Self {
+        let options = db.connect_options();
+        let proxy = DbProxy::start((options.get_host().to_owned(), options.get_port())).await;
+        // The server reaches PostgreSQL only through the proxy; the test reads it directly.
+        let through_proxy = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_with(
+                (*options)
+                    .clone()
+                    .port(proxy.port)
+                    .host("127.0.0.1")
+                    // In the clear, so the proxy can see the statements go by.
+                    .ssl_mode(PgSslMode::Disable),
+            )
+            .await
+            .expect("connect through the proxy");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let (app, api_url) =
+            serve_app_with_settings(through_proxy, listener, crate::bot::bot_settings()).await;
+        let emulator = Emulator::start(tgemu::Limits::default()).await;
+        let mut config = bot_config(&emulator, &api_url, (30, 30));
+        configure(&mut config);
+        let bot = RunningBot::start(config);
+        let email = format!("outage-{chat}@example.org");
+        let cookie = sign_up(&app, &email).await;
+        let owner = user_id(db, &email).await;
+        link_telegram(db, owner, chat, "en").await;
+        Self {
+            proxy,
+            app,
+            api_url,
+            emulator,
+            bot,
+            cookie,
+            owner,
+        }
+    }
+}
+
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn files_sent_while_the_database_goes_away_are_each_uploaded_once(db: sqlx::PgPool) {
-    let options = db.connect_options();
-    let proxy = DbProxy::start((options.get_host().to_owned(), options.get_port())).await;
-    // The server reaches PostgreSQL only through the proxy; the test reads it directly.
-    let through_proxy = PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(3))
-        .connect_with(
-            (*options)
-                .clone()
-                .port(proxy.port)
-                .host("127.0.0.1")
-                // In the clear, so the proxy can see the statements go by.
-                .ssl_mode(PgSslMode::Disable),
-        )
-        .await
-        .expect("connect through the proxy");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let (app, api_url) =
-        serve_app_with_settings(through_proxy, listener, crate::bot::bot_settings()).await;
-    let emulator = Emulator::start(tgemu::Limits::default()).await;
-    let running = RunningBot::start(bot_config(&emulator, &api_url, (30, 30)));
-    let cookie = sign_up(&app, "outage@example.org").await;
-    let owner = user_id(&db, "outage@example.org").await;
-    link_telegram(&db, owner, 8301, "en").await;
+    let Outage {
+        proxy,
+        app,
+        emulator,
+        bot: running,
+        cookie,
+        owner,
+        ..
+    } = Outage::start(&db, 8301, |_| {}).await;
 
     // Where the database goes away: in the middle of the upload's transaction; as the bot
     // marks the update handled; and after the upload committed, as its receipt is read.
@@ -291,4 +329,214 @@ async fn files_sent_while_the_database_goes_away_are_each_uploaded_once(db: sqlx
         .await
         .expect("updates");
     assert_eq!(handled, 3);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn an_update_whose_done_mark_was_lost_is_fetched_and_claimed_again(db: sqlx::PgPool) {
+    // The bot gives up on the API after a second: longer than that, the update's done mark
+    // cannot be recorded.
+    let outage = Outage::start(&db, 8302, |config| {
+        config.api_retry_for = Duration::from_secs(1);
+    })
+    .await;
+    let Outage {
+        proxy, emulator, ..
+    } = &outage;
+    proxy.cut_at("UPDATE telegram_updates SET done_at");
+    let pdf = testkit::text_pdf(&["Outage test file d.pdf, its done mark lost."]);
+    telegram_sends(emulator, 8302, "documents", "d.pdf", &pdf, None).await;
+    eventually(
+        "the cut at the done mark",
+        Duration::from_secs(30),
+        || async { proxy.cuts() == 1 },
+    )
+    .await;
+    // Polling again means the batch is over: the bot gave up marking the update done.
+    let polls = || async {
+        emulator.get("/control/stats").await["polls"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let polls_at_cut = polls().await;
+    eventually("the bot polling again", Duration::from_secs(30), || async {
+        polls().await > polls_at_cut
+    })
+    .await;
+    let unfinished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM telegram_updates WHERE done_at IS NULL")
+            .fetch_one(&db)
+            .await
+            .expect("count");
+    assert_eq!(unfinished, 1, "the done mark never reached the database");
+    proxy.restore();
+    // Not confirmed to Telegram: it comes again, is claimed again and finished.
+    eventually("the update finished", Duration::from_secs(60), || {
+        all_updates_done(&db)
+    })
+    .await;
+    let attempts: Vec<i32> = sqlx::query_scalar("SELECT attempts FROM telegram_updates")
+        .fetch_all(&db)
+        .await
+        .expect("attempts");
+    assert!(
+        matches!(attempts.as_slice(), [n] if *n >= 2),
+        "handled again: {attempts:?}"
+    );
+    let texts = chat_until(emulator, 8302, "the chat", |_| true).await;
+    assert_eq!(
+        texts,
+        vec!["✅ Uploaded d.pdf, processing…"],
+        "the repeat edited the first status message and got the first receipt"
+    );
+    let documents: i64 = sqlx::query_scalar("SELECT count(*) FROM documents WHERE user_id = $1")
+        .bind(outage.owner)
+        .fetch_one(&db)
+        .await
+        .expect("documents");
+    assert_eq!(documents, 1);
+    outage.bot.stop().await;
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_status_message_the_api_never_recorded_is_edited_after_a_crash_not_sent_again(
+    db: sqlx::PgPool,
+) {
+    // The bot sends its status message, then cannot record it (the database is away) and is
+    // killed while it keeps trying. Its successor on the same host finds the message in the
+    // journal and edits it: one message in the chat, no stale "📤 Uploading".
+    let journal = tempfile::tempdir().expect("tempdir");
+    let journal_dir = journal.path().to_owned();
+    let Outage {
+        proxy,
+        emulator,
+        api_url,
+        bot: first,
+        ..
+    } = Outage::start(&db, 8303, |config| {
+        config.journal_dir = Some(journal_dir);
+    })
+    .await;
+    proxy.cut_at("UPDATE telegram_updates SET reply_message_id");
+    let pdf = testkit::text_pdf(&["Outage test file e.pdf, its status message not recorded."]);
+    telegram_sends(&emulator, 8303, "documents", "e.pdf", &pdf, None).await;
+    eventually(
+        "the cut as the status message is recorded",
+        Duration::from_secs(30),
+        || async { proxy.cuts() == 1 },
+    )
+    .await;
+    let texts = chat_until(&emulator, 8303, "the status message", |t| !t.is_empty()).await;
+    assert_eq!(texts, vec!["📤 Uploading e.pdf…"]);
+    // kill -9: the process is gone mid-retry, nothing of it runs on.
+    first.kill();
+    proxy.restore();
+    let mut config = bot_config(&emulator, &api_url, (30, 30));
+    config.journal_dir = Some(journal.path().to_owned());
+    let successor = RunningBot::start(config);
+    eventually("the update finished", Duration::from_secs(60), || {
+        all_updates_done(&db)
+    })
+    .await;
+    let attempts: Vec<i32> = sqlx::query_scalar("SELECT attempts FROM telegram_updates")
+        .fetch_all(&db)
+        .await
+        .expect("attempts");
+    assert_eq!(attempts, vec![2], "taken over by the successor");
+    let texts = chat_until(&emulator, 8303, "the upload's answer", |t| {
+        t.iter().any(|t| t.starts_with("✅"))
+    })
+    .await;
+    assert_eq!(
+        texts,
+        vec!["✅ Uploaded e.pdf, processing…"],
+        "the first status message was edited, none sent again"
+    );
+    // The API has the record now, and the journal forgot it.
+    let recorded: Option<i32> = sqlx::query_scalar("SELECT reply_message_id FROM telegram_updates")
+        .fetch_one(&db)
+        .await
+        .expect("reply");
+    assert!(recorded.is_some(), "recorded by the successor");
+    let left = testkit::files_under(journal.path());
+    assert!(
+        left.is_empty(),
+        "the journal is empty once the API has the record: {left:?}"
+    );
+    successor.stop().await;
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_notification_sent_while_the_api_could_not_record_it_is_not_sent_again_after_a_crash(
+    db: sqlx::PgPool,
+) {
+    use crate::documents::{Workers, bot_with_nats, upload};
+
+    // The bot sends a "processed" notification, cannot mark it sent (the database is away) and
+    // is killed while it keeps trying. The stream delivers the notification again, its claim
+    // is taken again, and the successor on the same host finds it in the journal: it marks it
+    // sent and acknowledges it without a second message.
+    let Outage {
+        proxy,
+        app,
+        api_url,
+        emulator,
+        bot: without_nats,
+        cookie,
+        owner,
+    } = Outage::start(&db, 8304, |_| {}).await;
+    without_nats.stop().await;
+    let _workers = Workers::start(&app).await;
+    let journal = tempfile::tempdir().expect("tempdir");
+    let mut config = bot_with_nats(&app, &emulator, &api_url);
+    config.journal_dir = Some(journal.path().to_owned());
+    let first = RunningBot::start(config.clone());
+
+    proxy.cut_at("UPDATE notification_claims SET done_at");
+    let pdf = testkit::text_pdf(&["Dear Ann,\nthe notification test letter.\nSincerely, Bob"]);
+    upload(&app, &cookie, &[("n.pdf", &pdf)]).await;
+    let announced = |texts: &[String]| {
+        texts
+            .iter()
+            .filter(|t| t.starts_with("✅ n.pdf processed"))
+            .count()
+    };
+    chat_until(&emulator, 8304, "the notification", |t| announced(t) == 1).await;
+    eventually(
+        "the cut as it is marked sent",
+        Duration::from_secs(30),
+        || async { proxy.cuts() == 1 },
+    )
+    .await;
+    first.kill();
+    proxy.restore();
+    let successor = RunningBot::start(config);
+    // Redelivered once the stream's acknowledgement deadline (30 s) passed.
+    let claims = || async {
+        sqlx::query_as::<_, (i32, bool)>(
+            "SELECT attempts, done_at IS NOT NULL FROM notification_claims",
+        )
+        .fetch_all(&db)
+        .await
+        .expect("claims")
+    };
+    eventually("the claim finished", Duration::from_secs(90), || async {
+        matches!(claims().await.as_slice(), [(_, true)])
+    })
+    .await;
+    assert_eq!(
+        claims().await,
+        vec![(2, true)],
+        "claimed again by the successor"
+    );
+    let texts = chat_until(&emulator, 8304, "the chat", |_| true).await;
+    assert_eq!(announced(&texts), 1, "announced once: {texts:#?}");
+    let left = testkit::files_under(journal.path());
+    assert!(left.is_empty(), "the journal forgot it: {left:?}");
+    let documents: i64 = sqlx::query_scalar("SELECT count(*) FROM documents WHERE user_id = $1")
+        .bind(owner)
+        .fetch_one(&db)
+        .await
+        .expect("documents");
+    assert_eq!(documents, 1);
+    successor.stop().await;
 }
