@@ -255,6 +255,25 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// A run's stack: binaries from the environment, a fresh directory (`dir_var`, else
+    /// `dossier-<name>-<pid>` in the temporary directory), a random service secret.
+    pub async fn start_run(name: &str, dir_var: &str) -> anyhow::Result<Self> {
+        let bins = Binaries::from_env()?;
+        let dir = std::env::var_os(dir_var)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("dossier-{name}-{}", std::process::id()))
+            });
+        let _ = std::fs::remove_dir_all(&dir);
+        let layout = Layout::new(dir, name)?;
+        let secret = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        Self::start(&bins, layout, &secret).await
+    }
+
     /// Creates the PostgreSQL cluster and starts everything; returns once the server is ready
     /// and the bot has registered its commands with the emulator.
     pub async fn start(

@@ -307,6 +307,22 @@ pub fn docx_bomb(uncompressed_bytes: usize) -> Vec<u8> {
     docx_with(&xml)
 }
 
+/// Every file under `dir`, at any depth (none if `dir` is missing).
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => pending.push(entry.path()),
+                Ok(kind) if kind.is_file() => out.push(entry.path()),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,20 +342,4 @@ mod tests {
                 .any(|n| n.is_ok_and(|n| n == "word/document.xml"))
         );
     }
-}
-
-/// Every file under `dir`, at any depth (none if `dir` is missing).
-pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            match entry.file_type() {
-                Ok(kind) if kind.is_dir() => pending.push(entry.path()),
-                Ok(kind) if kind.is_file() => out.push(entry.path()),
-                _ => {}
-            }
-        }
-    }
-    out
 }

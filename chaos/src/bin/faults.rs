@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::Engine;
-use chaos::{Binaries, Layout, Stack, count_files, number, wait_until};
+use chaos::{Stack, count_files, number, wait_until};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use testkit::Lcg;
@@ -78,20 +78,8 @@ async fn run() -> anyhow::Result<bool> {
         "faults: {documents} documents from {users} people over {send_secs} s, {rounds} round(s) of faults, seed {seed} (FAULTS_SEED={seed} repeats it)"
     );
     let mut rng = Lcg(seed);
-    let bins = Binaries::from_env()?;
-    let dir = std::env::var_os("FAULTS_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("dossier-faults-{}", std::process::id()))
-        });
-    let _ = std::fs::remove_dir_all(&dir);
-    let layout = Layout::new(dir.clone(), "faults")?;
-    let secret = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
-    let mut stack = Stack::start(&bins, layout, &secret).await?;
+    let mut stack = Stack::start_run("faults", "FAULTS_DIR").await?;
+    let dir = stack.layout.dir.clone();
     println!("faults: stack up in {}", dir.display());
 
     let db = sqlx::postgres::PgPoolOptions::new()

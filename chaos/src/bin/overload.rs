@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chaos::{Binaries, Layout, Stack, number, percentiles, wait_until};
+use chaos::{Stack, number, percentiles, wait_until};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use testkit::Lcg;
@@ -55,20 +55,8 @@ async fn run() -> anyhow::Result<bool> {
     let rate = number("OVERLOAD_QUESTIONS_PER_SEC", 5).max(1);
     let secs = number("OVERLOAD_SECS", 20).max(1);
     let people_count = usize::try_from(number("OVERLOAD_PEOPLE", 200))?.max(TELEGRAM_ASKERS);
-    let bins = Binaries::from_env()?;
-    let dir = std::env::var_os("OVERLOAD_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("dossier-overload-{}", std::process::id()))
-        });
-    let _ = std::fs::remove_dir_all(&dir);
-    let layout = Layout::new(dir.clone(), "overload")?;
-    let secret = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
-    let stack = Stack::start(&bins, layout, &secret).await?;
+    let stack = Stack::start_run("overload", "OVERLOAD_DIR").await?;
+    let dir = stack.layout.dir.clone();
     let db = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
         .connect(&stack.layout.database_url())

@@ -164,6 +164,18 @@ async fn all_updates_done(db: &sqlx::PgPool) -> bool {
         == 0
 }
 
+/// Waits until every update is finished; the attempts each took.
+async fn finished_attempts(db: &sqlx::PgPool) -> Vec<i32> {
+    eventually("the updates finished", Duration::from_secs(60), || {
+        all_updates_done(db)
+    })
+    .await;
+    sqlx::query_scalar("SELECT attempts FROM telegram_updates")
+        .fetch_all(db)
+        .await
+        .expect("attempts")
+}
+
 /// The server behind the proxy, the emulator and a bot (as `configure` leaves its
 /// configuration), and a linked account; the session cookie.
 struct Outage {
@@ -370,14 +382,7 @@ async fn an_update_whose_done_mark_was_lost_is_fetched_and_claimed_again(db: sql
     assert_eq!(unfinished, 1, "the done mark never reached the database");
     proxy.restore();
     // Not confirmed to Telegram: it comes again, is claimed again and finished.
-    eventually("the update finished", Duration::from_secs(60), || {
-        all_updates_done(&db)
-    })
-    .await;
-    let attempts: Vec<i32> = sqlx::query_scalar("SELECT attempts FROM telegram_updates")
-        .fetch_all(&db)
-        .await
-        .expect("attempts");
+    let attempts = finished_attempts(&db).await;
     assert!(
         matches!(attempts.as_slice(), [n] if *n >= 2),
         "handled again: {attempts:?}"
@@ -433,14 +438,7 @@ async fn a_status_message_the_api_never_recorded_is_edited_after_a_crash_not_sen
     let mut config = bot_config(&emulator, &api_url, (30, 30));
     config.journal_dir = Some(journal.path().to_owned());
     let successor = RunningBot::start(config);
-    eventually("the update finished", Duration::from_secs(60), || {
-        all_updates_done(&db)
-    })
-    .await;
-    let attempts: Vec<i32> = sqlx::query_scalar("SELECT attempts FROM telegram_updates")
-        .fetch_all(&db)
-        .await
-        .expect("attempts");
+    let attempts = finished_attempts(&db).await;
     assert_eq!(attempts, vec![2], "taken over by the successor");
     let texts = chat_until(&emulator, 8303, "the upload's answer", |t| {
         t.iter().any(|t| t.starts_with("✅"))
