@@ -52,6 +52,8 @@ pub struct Ctx {
     pub holder: String,
     /// Messages sent and not yet recorded through the API (see `journal`); none if off.
     pub journal: Option<journal::Journal>,
+    /// Notification ids this process is handling (a redelivery meanwhile waits its turn).
+    pub notifying: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Per-update handling times, for `make bench` (bounded; oldest dropped).
@@ -158,6 +160,7 @@ pub fn context(config: &Config) -> anyhow::Result<(Bot, Arc<Ctx>)> {
             answers: std::sync::OnceLock::new(),
             holder: holder_id(),
             journal,
+            notifying: std::sync::Mutex::default(),
         }),
     ))
 }

@@ -123,6 +123,15 @@ async fn handle(ctx: &Ctx, message: async_nats::jetstream::Message) {
             return;
         }
     };
+    let retry_later = AckKind::Nak(Some(Duration::from_secs(5)));
+    // The stream delivers a notification again if its acknowledgement is late (the API slow to
+    // record it): never two attempts at one notification in this process at once.
+    let Some(_in_flight) = InFlight::enter(&ctx.notifying, &notification.id) else {
+        if let Err(error) = message.ack_with(retry_later).await {
+            tracing::warn!(%error, "a notification acknowledgement was lost");
+        }
+        return;
+    };
     let claimed: Result<NotificationClaims, ApiError> = ctx
         .api
         .call(
@@ -131,7 +140,6 @@ async fn handle(ctx: &Ctx, message: async_nats::jetstream::Message) {
             &json!({ "ids": [notification.id], "holder": ctx.holder }),
         )
         .await;
-    let retry_later = AckKind::Nak(Some(Duration::from_secs(5)));
     let ack = match claimed {
         Ok(claims) if claims.claimed.is_empty() => {
             // Sent before (a redelivery after a restart): only acknowledge it.
@@ -227,17 +235,51 @@ enum Sent {
     Retry,
 }
 
-/// The longest a send may take. Below the consumer's acknowledgement deadline (30 s), so the
-/// stream never redelivers a notification while it is still being sent.
+/// The longest a notification waits for its chat's turn (below the consumer's acknowledgement
+/// deadline, 30 s). Only the wait: a request that has started is never cut off, since
+/// Telegram may already have delivered it.
 const SEND_WITHIN: Duration = Duration::from_secs(20);
+
+/// Notification ids being handled by this process; an id leaves when its handling ends,
+/// however it ends.
+struct InFlight<'a> {
+    ids: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+    id: String,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(
+        ids: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+        id: &str,
+    ) -> Option<Self> {
+        let mut set = ids.lock().ok()?;
+        set.insert(id.to_owned()).then(|| Self {
+            ids,
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.ids.lock() {
+            set.remove(&self.id);
+        }
+    }
+}
 
 async fn send(ctx: &Ctx, notification: &TelegramNotification) -> Sent {
     let request = ctx
         .bot
         .send_message(ChatId(notification.chat_id), render(notification))
         .parse_mode(ParseMode::Html);
-    match tokio::time::timeout(SEND_WITHIN, ctx.pacer.send(notification.chat_id, request)).await {
-        Ok(Ok(sent)) => {
+    let deadline = tokio::time::Instant::now() + SEND_WITHIN;
+    match ctx
+        .pacer
+        .send_by(notification.chat_id, request, deadline)
+        .await
+    {
+        Ok(Some(sent)) => {
             // First of all: the journal, in case this process dies before the API has it.
             if let Some(journal) = &ctx.journal {
                 journal.record(Entry::Notification(&notification.id), sent.id.0);
@@ -245,7 +287,7 @@ async fn send(ctx: &Ctx, notification: &TelegramNotification) -> Sent {
             crate::metrics::notification("sent");
             Sent::Done
         }
-        Ok(Err(teloxide::RequestError::Api(error))) => {
+        Err(teloxide::RequestError::Api(error)) => {
             // Blocked bot, deleted chat: nothing to retry.
             crate::metrics::notification("failed");
             tracing::warn!(%error, "a notification could not be sent");
@@ -254,14 +296,14 @@ async fn send(ctx: &Ctx, notification: &TelegramNotification) -> Sent {
             }
             Sent::Done
         }
-        Ok(Err(error)) => {
+        Err(error) => {
             crate::metrics::notification("retried");
             tracing::warn!(%error, "a notification could not reach Telegram; retrying");
             Sent::Retry
         }
-        Err(_) => {
+        Ok(None) => {
             crate::metrics::notification("retried");
-            tracing::warn!("a notification took too long to send; retrying");
+            tracing::warn!("a notification's chat is busy; retrying");
             Sent::Retry
         }
     }

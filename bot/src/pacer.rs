@@ -39,6 +39,11 @@ impl Pacer {
 
     /// Waits until a message may go to `chat`, and books that slot.
     pub async fn wait(&self, chat: i64) {
+        self.wait_until(chat, None).await;
+    }
+
+    /// `wait`, giving up (false, nothing booked) when the slot would come after `deadline`.
+    async fn wait_until(&self, chat: i64, deadline: Option<Instant>) -> bool {
         loop {
             let until = {
                 let mut state = self.state.lock().await;
@@ -63,7 +68,10 @@ impl Pacer {
                     if state.next.len() > 10_000 {
                         state.next.retain(|_, t| *t > now);
                     }
-                    return;
+                    return true;
+                }
+                if deadline.is_some_and(|deadline| ready > deadline) {
+                    return false;
                 }
                 ready
             };
@@ -95,6 +103,31 @@ impl Pacer {
             }
         }
     }
+
+    /// `send`, if its turn comes by `deadline`; `Ok(None)` (nothing sent) if not. Only the
+    /// wait is bounded: a request that has started is never cut off, so "not sent" is certain.
+    pub async fn send_by<R>(
+        &self,
+        chat: i64,
+        request: R,
+        deadline: Instant,
+    ) -> Result<Option<Output<R>>, RequestError>
+    where
+        R: Request<Err = RequestError>,
+    {
+        loop {
+            if !self.wait_until(chat, Some(deadline)).await {
+                return Ok(None);
+            }
+            match crate::metrics::observed(&request).await {
+                Err(RequestError::RetryAfter(after)) => {
+                    tracing::warn!(chat, retry_after = ?after.duration(), "Telegram asked to slow down");
+                    self.pause(chat, after.duration()).await;
+                }
+                other => return other.map(Some),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -115,5 +148,27 @@ mod tests {
         pacer.pause(4, Duration::from_secs(5)).await;
         pacer.wait(4).await;
         assert_eq!(start.elapsed(), Duration::from_secs(6));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_past_its_deadline_gives_up_at_once_and_books_nothing() {
+        let pacer = Pacer::new(1, 30);
+        let start = Instant::now();
+        pacer.pause(7, Duration::from_secs(10)).await;
+        assert!(
+            !pacer
+                .wait_until(7, Some(start + Duration::from_secs(5)))
+                .await
+        );
+        assert_eq!(start.elapsed(), Duration::ZERO, "no time spent waiting");
+        assert!(
+            pacer
+                .wait_until(7, Some(start + Duration::from_secs(10)))
+                .await
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        // The slot given up was not booked: the next one is a second after the last send.
+        pacer.wait(7).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(11));
     }
 }
