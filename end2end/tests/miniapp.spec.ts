@@ -137,8 +137,8 @@ function named(events: TgEvent[], type: string): TgEvent[] {
   return events.filter((e) => e.eventType === type);
 }
 
-/** The unlinked path: create an account and link it, in the Mini App. */
-async function createAndLink(app: Page | Frame, email: string) {
+/** The unlinked path: create an account and link it, in the Mini App; signed in after. */
+async function createAccount(app: Page | Frame, email: string) {
   await expect(app.locator(".miniapp")).toHaveAttribute("data-phase", "not-linked");
   await expect(app.getByRole("heading", { name: /Welcome to Dossier, Mia/ })).toBeVisible();
   await app.getByRole("tab", { name: "Create an account" }).click();
@@ -146,6 +146,11 @@ async function createAndLink(app: Page | Frame, email: string) {
   await app.getByLabel("Password").fill("correct horse battery");
   await app.getByRole("button", { name: "Create account and link" }).click();
   await expect(app.locator(".miniapp")).toHaveAttribute("data-phase", "ready");
+}
+
+/** `createAccount`, landing on the home screen. */
+async function createAndLink(app: Page | Frame, email: string) {
+  await createAccount(app, email);
   await expect(app.getByTestId("signed-in-as")).toContainText(email);
 }
 
@@ -312,6 +317,27 @@ test("without WebAuthn in the WebView, the system browser adds the passkey and t
     type: "notification",
     notification_type: "success",
   });
+});
+
+test("a startapp link opens its screen once signed in; an unknown one stays home", async ({ page }) => {
+  const user = newUser();
+  await openAsMobile(page, `${launchUrl(signInitData(user))}&tgWebAppStartParam=passkeys`);
+  await createAccount(page, email("start"));
+  await expect.poll(() => new URL(page.url()).pathname).toBe("/miniapp/passkeys");
+  await expect(page.getByText("You have no passkeys yet.")).toBeVisible();
+  await expect
+    .poll(async () => named(await mobileEvents(page), "web_app_setup_back_button").at(-1)?.eventData)
+    .toEqual({ is_visible: true });
+  // Back home, it does not jump to the start screen again.
+  await page.evaluate(() => (window as any).Telegram.WebView.receiveEvent("back_button_pressed", null));
+  await expect(page.getByTestId("signed-in-as")).toBeVisible();
+
+  const other = await page.context().newPage();
+  await openAsMobile(other, `${launchUrl(signInitData(user))}&tgWebAppStartParam=${encodeURIComponent("//evil.example")}`);
+  await expect(other.locator(".miniapp")).toHaveAttribute("data-phase", "ready");
+  await expect(other.getByTestId("signed-in-as")).toBeVisible();
+  expect(new URL(other.url()).pathname).toBe("/miniapp");
+  await other.close();
 });
 
 test("stale, forged or missing launch data gets a screen that says what to do", async ({ page }) => {

@@ -44,6 +44,19 @@ impl LaunchParams {
         params
     }
 
+    /// The screen a `startapp` link asks for (`t.me/<bot>/<app>?startapp=documents`): one of
+    /// the Mini App's own paths, never anything the parameter spells out itself.
+    pub fn start_screen(&self) -> Option<&'static str> {
+        match self.start_param.as_deref()? {
+            "documents" | "docs" => Some("/miniapp/documents"),
+            "notifications" | "preferences" => Some("/miniapp/preferences"),
+            "passkeys" => Some("/miniapp/passkeys"),
+            "language" => Some("/miniapp/language"),
+            "data" => Some("/miniapp/data"),
+            _ => None,
+        }
+    }
+
     /// Fills what this launch lacks from an earlier one of the same tab (a reload inside the
     /// Mini App, or navigation that dropped the fragment).
     pub fn or(self, earlier: LaunchParams) -> Self {
@@ -166,6 +179,33 @@ pub fn is_dark(color: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_parameter_names_a_screen_or_nothing() {
+        let with = |param: &str| LaunchParams {
+            start_param: Some(param.to_owned()),
+            ..LaunchParams::default()
+        };
+        assert_eq!(with("docs").start_screen(), Some("/miniapp/documents"));
+        assert_eq!(with("documents").start_screen(), Some("/miniapp/documents"));
+        assert_eq!(
+            with("notifications").start_screen(),
+            Some("/miniapp/preferences")
+        );
+        assert_eq!(with("passkeys").start_screen(), Some("/miniapp/passkeys"));
+        assert_eq!(with("language").start_screen(), Some("/miniapp/language"));
+        assert_eq!(with("data").start_screen(), Some("/miniapp/data"));
+        for hostile in [
+            "",
+            "../admin",
+            "//evil.example",
+            "https://evil.example",
+            "DOCS",
+        ] {
+            assert_eq!(with(hostile).start_screen(), None, "{hostile:?}");
+        }
+        assert_eq!(LaunchParams::default().start_screen(), None);
+    }
 
     #[test]
     fn the_fragment_telegram_sends_is_read() {

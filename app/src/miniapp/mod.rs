@@ -275,8 +275,16 @@ pub mod client {
     }
 
     pub fn start(app: MiniApp) {
+        let navigate = use_navigate();
+        // The screen a `startapp` link asked for, shown once signed in (once per launch:
+        // only this launch's own fragment counts, not one remembered from earlier).
+        let start_screen = RwSignal::new(None::<&'static str>);
         // The fragment is read after hydration, so the server-rendered screen matches.
         Effect::new(move |_| {
+            let fragment = web_sys::window()
+                .and_then(|w| w.location().hash().ok())
+                .unwrap_or_default();
+            start_screen.set(LaunchParams::from_fragment(&fragment).start_screen());
             let params = launch_params();
             apply_theme(&params.theme);
             if let Some(lang) = params.language_hint().as_deref().and_then(Language::parse) {
@@ -296,14 +304,26 @@ pub mod client {
             sign_in_again(app);
         });
 
-        // Telegram's back button on every screen but home.
         let location = use_location();
+        Effect::new({
+            let navigate = navigate.clone();
+            move |_| {
+                let ready = app.phase.with(|phase| matches!(phase, Phase::Ready(_)));
+                if ready && let Some(screen) = start_screen.get() {
+                    start_screen.set(None);
+                    if location.pathname.get_untracked().trim_end_matches('/') == "/miniapp" {
+                        navigate(screen, Default::default());
+                    }
+                }
+            }
+        });
+
+        // Telegram's back button on every screen but home.
         Effect::new(move |_| {
             let ready = app.phase.with(|phase| matches!(phase, Phase::Ready(_)));
             let path = location.pathname.get();
             bridge::back_button(ready && path.trim_end_matches('/') != "/miniapp");
         });
-        let navigate = use_navigate();
         let back = bridge::on("back_button_pressed", move |_| {
             navigate("/miniapp", Default::default());
         });
