@@ -195,6 +195,43 @@ pub async fn set_up(raw: &Bot, ctx: &Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long the bot waits at start-up for the Bot API or NATS (restarting, or started after
+/// the bot) before it gives up.
+pub const START_WAIT: Duration = Duration::from_secs(60);
+
+/// Runs `attempt` until it succeeds, retrying every second for up to `START_WAIT` (or until
+/// `shutdown`).
+async fn until_up<T, E, F, Fut>(
+    what: &str,
+    shutdown: &CancellationToken,
+    mut attempt: F,
+) -> anyhow::Result<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + START_WAIT;
+    let mut logged = false;
+    loop {
+        let error = match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("{what} could not be reached for {START_WAIT:?}: {error}");
+        }
+        if !logged {
+            tracing::warn!(%error, "{what} cannot be reached yet; waiting");
+            logged = true;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => anyhow::bail!("stopped while waiting for {what}"),
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
 /// Runs the bot until `shutdown` is cancelled; in-flight handlers get `DRAIN` to finish.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<Arc<Ctx>> {
     let (raw, ctx) = context(&config)?;
@@ -207,16 +244,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             }
         })
     });
-    let me = raw.get_me().await.context("failed to reach the Bot API")?;
+    // What the bot needs may be (re)starting too: each is waited for, not given up on at once.
+    let me = until_up("the Bot API", &shutdown, || raw.get_me().send()).await?;
     tracing::info!(username = %me.username(), mode = ?config.mode, "bot started");
-    set_up(&raw, &ctx).await?;
+    until_up("the Bot API (command menu)", &shutdown, || {
+        set_up(&raw, &ctx)
+    })
+    .await?;
     let nats = match &config.nats {
         Some(nats) => Some((
-            async_nats::ConnectOptions::new()
-                .name("dossier-bot")
-                .connect(&nats.url)
-                .await
-                .context("failed to reach NATS")?,
+            until_up("NATS", &shutdown, || {
+                async_nats::ConnectOptions::new()
+                    .name("dossier-bot")
+                    .connection_timeout(Duration::from_secs(5))
+                    .connect(&nats.url)
+            })
+            .await?,
             nats,
         )),
         None => None,
@@ -251,8 +294,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Mode::Polling => {
             let lease = match &nats {
                 Some((client, nats)) => Some(
-                    lease::Lease::new(client.clone(), &nats.env, nats.lease_ttl, nats.replicas)
-                        .await?,
+                    until_up("the NATS lease bucket", &shutdown, || {
+                        lease::Lease::new(client.clone(), &nats.env, nats.lease_ttl, nats.replicas)
+                    })
+                    .await?,
                 ),
                 None => None,
             };

@@ -96,10 +96,44 @@ pub fn leptos_options(settings: &Settings) -> LeptosOptions {
         .build()
 }
 
-/// Builds the state from live connections.
+/// How long the server waits at start-up for PostgreSQL or NATS (restarting, or started
+/// after the server) before it gives up.
+pub const START_WAIT: Duration = Duration::from_secs(60);
+
+/// Runs `attempt` until it succeeds, every second for up to `START_WAIT`.
+async fn until_up<T, F, Fut>(what: &str, mut attempt: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + START_WAIT;
+    let mut logged = false;
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) if tokio::time::Instant::now() >= deadline => {
+                return Err(
+                    error.context(format!("{what} could not be reached for {START_WAIT:?}"))
+                );
+            }
+            Err(error) => {
+                if !logged {
+                    tracing::warn!(error = %format!("{error:#}"), "{what} cannot be reached yet; waiting");
+                    logged = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Builds the state from live connections, waiting for PostgreSQL and NATS while they start.
 pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
-    let db = connect_database(&settings).await?;
-    let nats = connect_nats(&settings.nats_url, "dossier-server").await?;
+    let db = until_up("PostgreSQL", || connect_database(&settings)).await?;
+    let nats = until_up("NATS", || {
+        connect_nats(&settings.nats_url, "dossier-server")
+    })
+    .await?;
     state_from_parts(settings, db, nats)
 }
 

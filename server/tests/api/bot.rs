@@ -202,6 +202,11 @@ impl RunningBot {
         Self { shutdown, task }
     }
 
+    /// Whether the bot has stopped (or failed) on its own.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
     /// Ends the bot at once, as `kill -9` would: nothing of it runs on, nothing is drained.
     pub fn kill(self) {
         self.task.abort();

@@ -131,7 +131,11 @@ pub struct OwnNats {
 
 impl OwnNats {
     pub fn start() -> Self {
-        let port = free_port();
+        Self::on_port(free_port())
+    }
+
+    /// A server on `port` (free, or just freed by the test).
+    pub fn on_port(port: u16) -> Self {
         let store = tempfile::tempdir().expect("tempdir");
         let mut nats = Self {
             child: None,
