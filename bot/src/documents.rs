@@ -126,11 +126,24 @@ pub async fn on_file(
         chat: chat.0,
         update_id: claim.update_id,
     };
-    let journalled = ctx
+    let journalled = match ctx
         .journal
         .as_ref()
         .filter(|_| claim.attempt > 1 && claim.reply_message_id.is_none())
-        .and_then(|journal| journal.lookup(reply));
+        .map(|journal| journal.state(reply))
+    {
+        Some(journal::State::Sent(message)) => Some(message),
+        Some(journal::State::Intended) => {
+            // Its id died with the process: a new status message goes out, and the old one,
+            // if it was sent, stays as it was.
+            tracing::warn!(
+                update_id = claim.update_id,
+                "a status message may have been sent by a process killed mid-send"
+            );
+            None
+        }
+        Some(journal::State::Absent) | None => None,
+    };
     let earlier = claim
         .reply_message_id
         .or(journalled)
@@ -146,6 +159,9 @@ pub async fn on_file(
     let status = match status.or(earlier) {
         Some(status) => status,
         None => {
+            if let (Some(journal), None) = (&ctx.journal, &group) {
+                journal.intend(reply);
+            }
             let sent = crate::handlers::say(
                 ctx,
                 chat,

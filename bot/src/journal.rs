@@ -23,6 +23,18 @@ use sha2::{Digest, Sha256};
 /// notification stream an hour) and are removed when the journal is opened.
 pub const KEEP: Duration = Duration::from_secs(2 * 24 * 3600);
 
+/// What an entry holds before its message id is known.
+const INTENDED: &str = "sending";
+
+/// What the journal knows of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Absent,
+    /// About to be sent when its process ended: it may or may not have gone out.
+    Intended,
+    Sent(i32),
+}
+
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
@@ -62,12 +74,10 @@ impl Journal {
         Ok(journal)
     }
 
-    /// Records that `message_id` was sent for `entry`. Best effort: a journal that cannot be
-    /// written is logged, and the API's record is still made.
-    pub fn record(&self, entry: Entry<'_>, message_id: i32) {
+    fn write(&self, entry: Entry<'_>, value: &str) {
         let name = entry.file_name();
         let temporary = self.dir.join(format!(".{name}.{}", std::process::id()));
-        let written = std::fs::write(&temporary, message_id.to_string())
+        let written = std::fs::write(&temporary, value)
             .and_then(|()| std::fs::rename(&temporary, self.dir.join(&name)));
         if let Err(error) = written {
             let _ = std::fs::remove_file(&temporary);
@@ -75,13 +85,34 @@ impl Journal {
         }
     }
 
+    /// Records that a message for `entry` is about to be sent: if this process dies before
+    /// `record`, its successor knows the message may have gone out (Telegram has no
+    /// idempotent send: that moment cannot be closed, only made known).
+    pub fn intend(&self, entry: Entry<'_>) {
+        self.write(entry, INTENDED);
+    }
+
+    /// Records that `message_id` was sent for `entry`. Best effort: a journal that cannot be
+    /// written is logged, and the API's record is still made.
+    pub fn record(&self, entry: Entry<'_>, message_id: i32) {
+        self.write(entry, &message_id.to_string());
+    }
+
+    /// What the journal holds for `entry`.
+    pub fn state(&self, entry: Entry<'_>) -> State {
+        match std::fs::read_to_string(self.dir.join(entry.file_name())) {
+            Err(_) => State::Absent,
+            Ok(text) if text.trim() == INTENDED => State::Intended,
+            Ok(text) => text.trim().parse().map_or(State::Absent, State::Sent),
+        }
+    }
+
     /// The message recorded for `entry`, if any.
     pub fn lookup(&self, entry: Entry<'_>) -> Option<i32> {
-        std::fs::read_to_string(self.dir.join(entry.file_name()))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        match self.state(entry) {
+            State::Sent(message_id) => Some(message_id),
+            State::Absent | State::Intended => None,
+        }
     }
 
     /// Forgets `entry`: the API has its record now.
@@ -213,6 +244,20 @@ mod tests {
         assert_eq!(journal.lookup(entry), Some(3));
         assert_eq!(journal.prune(Duration::ZERO), 1);
         assert_eq!(journal.lookup(entry), None);
+    }
+
+    #[test]
+    fn an_intent_is_known_until_the_message_id_replaces_it() {
+        let (_dir, journal) = journal();
+        let entry = Entry::Notification("doc:y");
+        assert_eq!(journal.state(entry), State::Absent);
+        journal.intend(entry);
+        assert_eq!(journal.state(entry), State::Intended);
+        assert_eq!(journal.lookup(entry), None);
+        journal.record(entry, 9);
+        assert_eq!(journal.state(entry), State::Sent(9));
+        journal.forget(entry);
+        assert_eq!(journal.state(entry), State::Absent);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Ctx;
 use crate::i18n::{Lang, Text};
-use crate::journal::Entry;
+use crate::journal::{Entry, State};
 
 const CONSUMER: &str = "telegram-bot";
 /// Notifications sent at once (the pacer keeps each chat within Telegram's limits).
@@ -150,11 +150,18 @@ async fn handle(ctx: &Ctx, message: async_nats::jetstream::Message) {
             let entry = Entry::Notification(&notification.id);
             // Claimed again after an attempt that sent it and died before the API recorded
             // that (the API was down): this host's journal knows.
-            let journalled = ctx
-                .journal
-                .as_ref()
-                .and_then(|journal| journal.lookup(entry))
-                .is_some();
+            let journalled = match ctx.journal.as_ref().map(|journal| journal.state(entry)) {
+                Some(State::Sent(_)) => true,
+                Some(State::Intended) => {
+                    // Sent again: a notification missing is worse than one twice.
+                    tracing::warn!(
+                        id = %notification.id,
+                        "a notification may have been sent by a process killed mid-send"
+                    );
+                    false
+                }
+                Some(State::Absent) | None => false,
+            };
             let sent = if journalled {
                 tracing::info!(
                     id = %notification.id,
@@ -274,6 +281,10 @@ async fn send(ctx: &Ctx, notification: &TelegramNotification) -> Sent {
         .send_message(ChatId(notification.chat_id), render(notification))
         .parse_mode(ParseMode::Html);
     let deadline = tokio::time::Instant::now() + SEND_WITHIN;
+    let entry = Entry::Notification(&notification.id);
+    if let Some(journal) = &ctx.journal {
+        journal.intend(entry);
+    }
     match ctx
         .pacer
         .send_by(notification.chat_id, request, deadline)
@@ -302,6 +313,10 @@ async fn send(ctx: &Ctx, notification: &TelegramNotification) -> Sent {
             Sent::Retry
         }
         Ok(None) => {
+            // Certainly not sent: nothing was asked of Telegram.
+            if let Some(journal) = &ctx.journal {
+                journal.forget(entry);
+            }
             crate::metrics::notification("retried");
             tracing::warn!("a notification's chat is busy; retrying");
             Sent::Retry
