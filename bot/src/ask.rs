@@ -319,12 +319,15 @@ pub async fn run_sends(
     use futures::StreamExt;
     let subject = format!("{env}.telegram.documents.send");
     let mut requests = nats.queue_subscribe(subject, "dossier-bot".into()).await?;
+    // Sends under way: owned here, so they end with the bot (after `DRAIN` on shutdown).
+    let mut sending = tokio::task::JoinSet::new();
     loop {
+        while sending.try_join_next().is_some() {}
         let message = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
+            () = shutdown.cancelled() => break,
             message = requests.next() => match message {
                 Some(message) => message,
-                None => return Ok(()),
+                None => break,
             },
         };
         let request: app::documents::SendToChatRequest =
@@ -339,7 +342,7 @@ pub async fn run_sends(
             let _ = nats.publish(reply, "accepted".into()).await;
         }
         let ctx = ctx.clone();
-        tokio::spawn(async move {
+        sending.spawn(async move {
             let lang = Lang::from_code(request.language_code.as_deref());
             if let Err(error) =
                 send_document(&ctx, request.telegram_user_id, lang, request.document_id).await
@@ -348,6 +351,11 @@ pub async fn run_sends(
             }
         });
     }
+    let _ = tokio::time::timeout(crate::DRAIN, async {
+        while sending.join_next().await.is_some() {}
+    })
+    .await;
+    Ok(())
 }
 
 async fn send_parts(
