@@ -190,6 +190,50 @@ impl Drop for OwnNats {
     }
 }
 
+/// A port where a service will be, for now held by something that takes each connection
+/// and drops it (counting them); `open` frees the port for the real service.
+pub struct DeadPort {
+    pub port: u16,
+    attempts: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DeadPort {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let attempts = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let task = tokio::spawn({
+            let attempts = attempts.clone();
+            async move {
+                while let Ok((connection, _)) = listener.accept().await {
+                    attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    drop(connection);
+                }
+            }
+        });
+        Self {
+            port,
+            attempts,
+            task,
+        }
+    }
+
+    /// Connections taken and dropped so far.
+    pub fn attempts(&self) -> u64 {
+        self.attempts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops listening; the port is free.
+    pub async fn open(self) -> u16 {
+        self.task.abort();
+        let _ = self.task.await;
+        self.port
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")

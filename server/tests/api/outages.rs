@@ -541,23 +541,12 @@ async fn a_notification_sent_while_the_api_could_not_record_it_is_not_sent_again
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn a_bot_started_while_nats_is_away_waits_for_it_instead_of_exiting(db: sqlx::PgPool) {
-    use crate::helpers::OwnNats;
+    use crate::helpers::{DeadPort, OwnNats};
 
     let (_app, api_url) = crate::bot::serve_app(db.clone()).await;
     let emulator = Emulator::start(tgemu::Limits::default()).await;
-    // Where NATS will be: for now something that takes each connection and drops it.
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let attempts = Arc::new(AtomicU64::new(0));
-    let refusing = tokio::spawn({
-        let attempts = attempts.clone();
-        async move {
-            while let Ok((connection, _)) = listener.accept().await {
-                attempts.fetch_add(1, Ordering::SeqCst);
-                drop(connection);
-            }
-        }
-    });
+    let dead = DeadPort::start().await;
+    let port = dead.port;
     let mut config = bot_config(&emulator, &api_url, (30, 30));
     config.nats = Some(bot::config::Nats {
         url: format!("nats://127.0.0.1:{port}"),
@@ -569,7 +558,7 @@ async fn a_bot_started_while_nats_is_away_waits_for_it_instead_of_exiting(db: sq
     eventually(
         "the bot trying NATS again",
         Duration::from_secs(20),
-        || async { attempts.load(Ordering::SeqCst) >= 2 },
+        || async { dead.attempts() >= 2 },
     )
     .await;
     assert!(
@@ -577,9 +566,7 @@ async fn a_bot_started_while_nats_is_away_waits_for_it_instead_of_exiting(db: sq
         "the bot waits for NATS, it does not exit"
     );
     emulator.say(8305, "/help", "en").await;
-    refusing.abort();
-    let _ = refusing.await;
-    let _nats = OwnNats::on_port(port);
+    let _nats = OwnNats::on_port(dead.open().await);
     // NATS is there: the bot carries on, polls and answers.
     let sent = emulator.wait_for(8305, 1).await;
     assert!(

@@ -197,24 +197,9 @@ async fn an_https_deployment_asks_browsers_to_stay_on_https(db: sqlx::PgPool) {
 #[tokio::test]
 async fn the_server_waits_for_nats_at_start_up_instead_of_exiting() {
     use sqlx::migrate::MigrateDatabase;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering};
 
-    // Where NATS will be: for now something that takes each connection and drops it.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let attempts = Arc::new(AtomicU64::new(0));
-    let refusing = tokio::spawn({
-        let attempts = attempts.clone();
-        async move {
-            while let Ok((connection, _)) = listener.accept().await {
-                attempts.fetch_add(1, Ordering::SeqCst);
-                drop(connection);
-            }
-        }
-    });
+    let dead = crate::helpers::DeadPort::start().await;
+    let port = dead.port;
     let mut url = url::Url::parse(&std::env::var("DATABASE_URL").expect("DATABASE_URL"))
         .expect("DATABASE_URL is a URL");
     url.set_path(&format!(
@@ -228,13 +213,11 @@ async fn the_server_waits_for_nats_at_start_up_instead_of_exiting() {
     eventually(
         "the server trying NATS again",
         Duration::from_secs(30),
-        || async { attempts.load(Ordering::SeqCst) >= 2 },
+        || async { dead.attempts() >= 2 },
     )
     .await;
     assert!(!building.is_finished(), "the server waits for NATS");
-    refusing.abort();
-    let _ = refusing.await;
-    let _nats = OwnNats::on_port(port);
+    let _nats = OwnNats::on_port(dead.open().await);
     let state = tokio::time::timeout(Duration::from_secs(30), building)
         .await
         .expect("the server carries on once NATS is there")
