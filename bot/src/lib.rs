@@ -236,14 +236,16 @@ where
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<Arc<Ctx>> {
     let (raw, ctx) = context(&config)?;
     // Health and metrics answer from the start, also while the Bot API is still unreachable.
-    let metrics = config.metrics_listen.map(|addr| {
+    // Owned by this future, like every task below: a dropped bot leaves nothing running.
+    let mut metrics = tokio::task::JoinSet::new();
+    if let Some(addr) = config.metrics_listen {
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        metrics.spawn(async move {
             if let Err(error) = metrics::serve(addr, shutdown).await {
                 tracing::warn!(error = ?error, "no /metrics and /healthz");
             }
-        })
-    });
+        });
+    }
     // What the bot needs may be (re)starting too: each is waited for, not given up on at once.
     let me = until_up("the Bot API", &shutdown, || raw.get_me().send()).await?;
     tracing::info!(username = %me.username(), mode = ?config.mode, "bot started");
@@ -314,9 +316,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     shutdown.cancel();
     while workers.join_next().await.is_some() {}
-    if let Some(metrics) = metrics {
-        let _ = metrics.await;
-    }
+    while metrics.join_next().await.is_some() {}
     served?;
     tracing::info!("bot stopped");
     Ok(ctx)

@@ -96,13 +96,20 @@ pub async fn run(
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         stop.cancelled().await;
     });
-    let served = tokio::spawn(async move { server.await });
+    // Owned by this future: a dropped bot stops listening.
+    let mut served = tokio::task::JoinSet::new();
+    served.spawn(async move { server.await });
     shutdown.cancelled().await;
     // In-flight requests get the drain period (plus a little for the answers to go out).
-    match tokio::time::timeout(DRAIN + std::time::Duration::from_millis(500), served).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(error))) => tracing::warn!(%error, "the webhook listener failed"),
-        Ok(Err(error)) => tracing::warn!(%error, "the webhook listener panicked"),
+    match tokio::time::timeout(
+        DRAIN + std::time::Duration::from_millis(500),
+        served.join_next(),
+    )
+    .await
+    {
+        Ok(Some(Ok(Ok(())))) | Ok(None) => {}
+        Ok(Some(Ok(Err(error)))) => tracing::warn!(%error, "the webhook listener failed"),
+        Ok(Some(Err(error))) => tracing::warn!(%error, "the webhook listener panicked"),
         Err(_) => tracing::warn!("webhook requests still running after the drain period"),
     }
     Ok(())
