@@ -9,9 +9,10 @@ export DOSSIER_DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/dossier_e2e"
 export DOSSIER_LOG_FORMAT=json
 # Rate limits count per client address; suites that sign up many accounts send their own
 # X-Forwarded-For so they do not exhaust the sign-up limit of the others.
-export DOSSIER_TRUST_FORWARDED_FOR=true
+export DOSSIER_TRUSTED_PROXIES=1
 # The live traffic page's test signs in as this administrator.
 export DOSSIER_ADMIN_EMAILS=ops@e2e.test
+export DOSSIER_METRICS_LISTEN=127.0.0.1:3101
 export DOSSIER_BOT_METRICS_LISTEN=127.0.0.1:3102
 export DOSSIER_E2E_LOG="$DOSSIER_CACHE/e2e-stack.log"
 
@@ -32,10 +33,10 @@ curl -fsS "http://$DOSSIER_LISTEN_ADDR/readyz" >/dev/null || { cat "$DOSSIER_E2E
 
 cd "$ROOT/end2end"
 EMULATOR_URL="http://127.0.0.1:3181" BASE_URL="$DOSSIER_PUBLIC_URL" \
-  BOT_METRICS_URL="http://$DOSSIER_BOT_METRICS_LISTEN" NATS_URL="nats://127.0.0.1:$NATS_PORT" \
+  BOT_METRICS_URL="http://$DOSSIER_BOT_METRICS_LISTEN" SERVER_METRICS_URL="http://$DOSSIER_METRICS_LISTEN" NATS_URL="nats://127.0.0.1:$NATS_PORT" \
   npx playwright test "$@"
 # After the whole suite (not a subset): every metric family is there and has moved.
 if (($# == 0)); then
-  "$ROOT/scripts/metrics-check.sh" "http://$DOSSIER_LISTEN_ADDR" "http://$DOSSIER_BOT_METRICS_LISTEN"
+  "$ROOT/scripts/metrics-check.sh" "http://$DOSSIER_METRICS_LISTEN" "http://$DOSSIER_BOT_METRICS_LISTEN"
 fi
 "$ROOT/scripts/secrets-check.sh" "$DOSSIER_E2E_LOG"

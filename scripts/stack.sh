@@ -15,6 +15,7 @@ export DOSSIER_SITE_ROOT="${DOSSIER_SITE_ROOT:-$ROOT/target/site}"
 export DOSSIER_DATA_DIR="${DOSSIER_DATA_DIR:-$DOSSIER_CACHE/data/$DOSSIER_ENV}"
 export DOSSIER_MODEL_DIR="$MODEL_DIR"
 export TGEMU_ADDR="${TGEMU_ADDR:-127.0.0.1:$((port + 81))}"
+export DOSSIER_METRICS_LISTEN="${DOSSIER_METRICS_LISTEN:-127.0.0.1:$((port + 1))}"
 export DOSSIER_BOT_METRICS_LISTEN="${DOSSIER_BOT_METRICS_LISTEN:-127.0.0.1:$((port + 2))}"
 
 [[ -x "$BIN_DIR/server" ]] || die "no server binary in $BIN_DIR: run 'cargo leptos build' (make build)"
@@ -78,7 +79,7 @@ fi
 "$BIN_DIR/bot" &
 children+=($!)
 
-say "Dossier is up: $DOSSIER_PUBLIC_URL   (readiness: http://$DOSSIER_LISTEN_ADDR/readyz, metrics: /metrics)"
+say "Dossier is up: $DOSSIER_PUBLIC_URL   (readiness: http://$DOSSIER_LISTEN_ADDR/readyz, metrics: http://$DOSSIER_METRICS_LISTEN/metrics)"
 say "  the bot's health and metrics: http://$DOSSIER_BOT_METRICS_LISTEN/healthz, /metrics"
 say "press ctrl-C to stop"
 wait -n "${children[@]}" || true

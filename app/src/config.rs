@@ -33,6 +33,9 @@ pub struct Settings {
     pub env: String,
     /// Where the HTTP server listens.
     pub listen_addr: SocketAddr,
+    /// Where `/metrics` (and a `/healthz`) are served for the operator, apart from the public
+    /// port: an address, or `off`.
+    pub metrics_listen: String,
     /// The public origin people use (checked against `Origin` for CSRF, used in links and as
     /// the WebAuthn relying party).
     pub public_url: String,
@@ -63,8 +66,13 @@ pub struct Settings {
     pub web_session_idle_hours: i64,
     /// Fixed lifetime of a Mini App session.
     pub miniapp_session_minutes: i64,
-    /// Behind a reverse proxy, take the client address from `X-Forwarded-For`.
-    pub trust_forwarded_for: bool,
+    /// How many reverse proxies stand in front of the server, each appending to
+    /// `X-Forwarded-For` (0: none, the header is ignored). Rate limits count the address the
+    /// outermost one saw; see `auth::principal::client_ip`.
+    pub trusted_proxies: usize,
+    /// The old yes/no setting, refused at start-up (it trusted the client-written first hop).
+    #[serde(default, skip_serializing)]
+    pub trust_forwarded_for: Option<bool>,
     /// Comma-separated emails whose accounts are administrators (besides the first account).
     #[serde(default)]
     pub admin_emails: String,
@@ -244,6 +252,7 @@ impl Default for Settings {
         Self {
             env: "dev".into(),
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            metrics_listen: "127.0.0.1:3001".into(),
             public_url: "http://localhost:3000".into(),
             database_url: SecretString::from("postgres://postgres@127.0.0.1:5432/dossier"),
             database_max_connections: 10,
@@ -259,7 +268,8 @@ impl Default for Settings {
             initdata_max_age_secs: 300,
             web_session_idle_hours: 24 * 14,
             miniapp_session_minutes: 15,
-            trust_forwarded_for: false,
+            trusted_proxies: 0,
+            trust_forwarded_for: None,
             admin_emails: String::new(),
             services: BTreeMap::new(),
             s3: S3Settings::default(),
@@ -275,6 +285,22 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The metrics listener's address; `None` when `metrics_listen` is `off`.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, String> {
+        match self.metrics_listen.trim() {
+            "off" | "" => Ok(None),
+            addr => {
+                let addr: SocketAddr = addr.parse().map_err(|_| {
+                    format!("metrics_listen {addr:?} must be host:port (an IP address) or off")
+                })?;
+                if addr == self.listen_addr {
+                    return Err("metrics_listen must not be the public listen_addr".into());
+                }
+                Ok(Some(addr))
+            }
+        }
+    }
+
     /// Checks what types alone cannot: the environment name must be safe inside NATS subjects,
     /// stream names and object keys; the public URL must be an origin.
     pub fn validate(&self) -> Result<(), String> {
@@ -308,6 +334,13 @@ impl Settings {
         }
         if !(1..=5).contains(&self.nats_replicas) {
             return Err("nats_replicas must be between 1 and 5".into());
+        }
+        self.metrics_addr()?;
+        if self.trust_forwarded_for.is_some() {
+            return Err("trust_forwarded_for is gone: set trusted_proxies to the number of reverse proxies in front of the server (DOSSIER_TRUSTED_PROXIES=1 behind one ingress)".into());
+        }
+        if self.trusted_proxies > 8 {
+            return Err("trusted_proxies counts the proxies in front of the server: 0 to 8".into());
         }
         if !(1..=2048).contains(&self.documents.max_upload_mb) {
             return Err("documents.max_upload_mb must be between 1 and 2048".into());

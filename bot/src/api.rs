@@ -211,6 +211,7 @@ impl Api {
             "GET",
             path_and_query,
             telegram_user,
+            "",
             &[],
         );
         let response = request.send().await.map_err(|error| {
@@ -238,6 +239,7 @@ impl Api {
         method: &str,
         path_and_query: &str,
         telegram_user: Option<i64>,
+        content_type: &str,
         body: &[u8],
     ) -> reqwest::RequestBuilder {
         let timestamp = SystemTime::now()
@@ -254,7 +256,8 @@ impl Api {
             method,
             path_and_query,
             acting_user: &acting_user,
-            body,
+            content_type,
+            body_sha256: signing::body_sha256(body),
         }
         .sign(self.secret.expose_secret().as_bytes());
         let mut request = request
@@ -302,6 +305,7 @@ impl Api {
             "POST",
             &path,
             telegram_user,
+            content_type,
             &body,
         );
         let response = request.body(body).send().await.map_err(|error| {

@@ -258,20 +258,15 @@ async fn send_source(ctx: &Ctx, query: &CallbackQuery, id: Uuid) -> anyhow::Resu
     let parts = match file_parts(ctx, telegram_user, id).await {
         Ok(parts) => parts,
         Err(ApiError::NotFound) => {
-            crate::metrics::send(
-                ctx.bot
-                    .answer_callback_query(query.id.clone())
-                    .text(Text::SourceGone.render(lang)),
-            )
-            .await?;
+            crate::handlers::answer_callback(ctx, query, Some(&Text::SourceGone), lang).await;
             return Ok(());
         }
         Err(error) => {
-            crate::metrics::send(ctx.bot.answer_callback_query(query.id.clone())).await?;
+            crate::handlers::answer_callback(ctx, query, None, lang).await;
             return crate::handlers::say_error(ctx, chat, lang, &error).await;
         }
     };
-    crate::metrics::send(ctx.bot.answer_callback_query(query.id.clone())).await?;
+    crate::handlers::answer_callback(ctx, query, None, lang).await;
     send_parts(ctx, telegram_user, lang, id, parts).await
 }
 

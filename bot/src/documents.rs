@@ -242,6 +242,7 @@ async fn note_reply(
             "telegram/updates/reply",
             None,
             &json!({
+                "bot_id": ctx.bot_id,
                 "update_id": claim.update_id,
                 "holder": ctx.holder,
                 "message_id": message.0,

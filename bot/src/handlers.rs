@@ -153,7 +153,22 @@ async fn on_message(ctx: &Ctx, message: Message, claim: &ClaimedUpdate) -> anyho
     let Some(user) = message.from.as_ref() else {
         return Ok(());
     };
-    if user.is_bot || !message.chat.is_private() {
+    if user.is_bot {
+        return Ok(());
+    }
+    if !message.chat.is_private() {
+        // A link token is personal: one sent in a group is never used (others could tap it),
+        // and the sender learns why nothing happened.
+        if let Some(("start", payload)) = message
+            .text()
+            .and_then(parse_command)
+            .as_ref()
+            .map(|(c, p)| (c.as_str(), p.as_str()))
+            && !payload.is_empty()
+        {
+            let lang = Lang::from_code(user.language_code.as_deref());
+            say(ctx, message.chat.id, &Text::LinkPrivateOnly, lang).await?;
+        }
         return Ok(());
     }
     let lang = Lang::from_code(user.language_code.as_deref());
@@ -201,22 +216,7 @@ async fn on_command(
 ) -> anyhow::Result<()> {
     match command {
         "start" if !payload.is_empty() => {
-            let linked: Result<String, ApiError> = ctx
-                .api
-                .call(
-                    "telegram/link",
-                    Some(telegram_id(user)),
-                    &json!({ "token": payload }),
-                )
-                .await;
-            let text = match linked {
-                Ok(email) => Text::Linked { email },
-                Err(ApiError::LinkExpired) => Text::LinkExpired,
-                Err(ApiError::LinkUsed) => Text::LinkUsed,
-                Err(ApiError::Conflict { .. }) => Text::LinkConflict,
-                Err(error) => return say_error(ctx, chat, lang, &error).await,
-            };
-            say(ctx, chat, &text, lang).await?;
+            crate::link::on_start(ctx, chat, user, lang, status, payload).await?;
         }
         "unlink" => {
             let unlinked: Result<bool, ApiError> = ctx
@@ -280,9 +280,40 @@ async fn on_command(
     Ok(())
 }
 
+/// What an unparsed update looks like, for the log: its kind and the names of its fields,
+/// never a value (no text, name, id or token of anyone's).
+pub fn unparsed_shape(value: &serde_json::Value) -> (String, Vec<String>) {
+    let names = |value: &serde_json::Value| -> Vec<String> {
+        value
+            .as_object()
+            .map(|object| {
+                object
+                    .keys()
+                    .filter(|key| {
+                        key.len() <= 64 && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    })
+                    .take(40)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let kinds: Vec<String> = names(value)
+        .into_iter()
+        .filter(|key| key != "update_id")
+        .collect();
+    let kind = kinds.first().cloned().unwrap_or_else(|| "unknown".into());
+    let mut fields = names(&value[kind.as_str()]);
+    fields.sort();
+    (kind, fields)
+}
+
 /// A message teloxide could not parse (a kind newer than it knows, say): in a private chat the
-/// person still gets an answer.
+/// person still gets an answer. Every such update is logged by its shape, so an update the bot
+/// cannot read is seen by its operator rather than only counted.
 async fn on_unparsed(ctx: &Ctx, value: &serde_json::Value) -> anyhow::Result<()> {
+    let (kind, fields) = unparsed_shape(value);
+    tracing::warn!(kind, ?fields, "an update the bot cannot parse");
     let message = &value["message"];
     let (Some(chat), Some("private")) = (
         message["chat"]["id"].as_i64(),
@@ -299,6 +330,9 @@ async fn on_unparsed(ctx: &Ctx, value: &serde_json::Value) -> anyhow::Result<()>
 }
 
 async fn on_callback(ctx: &Ctx, query: CallbackQuery) -> anyhow::Result<()> {
+    if let Some(handled) = crate::link::on_callback(ctx, &query).await {
+        return handled;
+    }
     if let Some(handled) = crate::push::on_callback(ctx, &query).await {
         return handled;
     }
@@ -311,17 +345,88 @@ async fn on_callback(ctx: &Ctx, query: CallbackQuery) -> anyhow::Result<()> {
         data_len = query.data.as_deref().map_or(0, str::len),
         "unknown callback"
     );
-    let answer = ctx
-        .bot
-        .answer_callback_query(query.id)
-        .text(Text::ButtonExpired.render(lang));
-    crate::metrics::send(answer).await?;
+    answer_callback(ctx, &query, Some(&Text::ButtonExpired), lang).await;
     Ok(())
+}
+
+/// How a refused answer to a linking question (deep link or push request) comes out: the
+/// question's new text, or only a toast when the question itself still stands.
+pub(crate) fn refused_answer(error: &ApiError, expired: Text) -> (Option<Text>, Option<Text>) {
+    match error {
+        ApiError::LinkExpired => (Some(expired), None),
+        ApiError::LinkUsed => (None, Some(Text::PushAlreadyAnswered)),
+        ApiError::Forbidden => (None, Some(Text::PushNotForYou)),
+        ApiError::Conflict { .. } => (Some(Text::LinkConflict), None),
+        _ => (None, Some(Text::TryLater)),
+    }
+}
+
+/// Settles a press on a question's button: answers the press (best effort, with the toast)
+/// and turns the question into its outcome, without its buttons, in the chat's order.
+pub(crate) async fn settle_question(
+    ctx: &Ctx,
+    query: &CallbackQuery,
+    (outcome, toast): (Option<Text>, Option<Text>),
+    lang: Lang,
+) -> anyhow::Result<()> {
+    answer_callback(ctx, query, toast.as_ref(), lang).await;
+    if let (Some(outcome), Some(message)) = (outcome, query.regular_message()) {
+        let edit = ctx
+            .bot
+            .edit_message_text(message.chat.id, message.id, outcome.render(lang))
+            .parse_mode(ParseMode::Html);
+        ctx.pacer.send(message.chat.id.0, edit).await?;
+    }
+    Ok(())
+}
+
+/// Answers a button press (stops the client's spinner, optionally with a toast). Best effort:
+/// Telegram refuses an answer that comes late ("query is too old", e.g. after a restart), and
+/// the work the press asked for must go on regardless.
+pub(crate) async fn answer_callback(
+    ctx: &Ctx,
+    query: &CallbackQuery,
+    toast: Option<&Text>,
+    lang: Lang,
+) {
+    let mut answer = ctx.bot.answer_callback_query(query.id.clone());
+    if let Some(toast) = toast {
+        answer = answer.text(toast.render(lang));
+    }
+    if let Err(error) = crate::metrics::send(answer).await {
+        tracing::info!(%error, "a button press could not be answered (late?); going on");
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unparsed_update_is_described_by_field_names_only() {
+        let update = serde_json::json!({
+            "update_id": 7,
+            "message": {
+                "message_id": 1,
+                "chat": {"id": 42, "type": "private"},
+                "from": {"id": 42, "first_name": "Secret Name"},
+                "text": "my password is hunter2",
+                "future_thing": {"token": "123456:ABC"},
+                "Weird Key hunter2": 1
+            }
+        });
+        let (kind, fields) = unparsed_shape(&update);
+        assert_eq!(kind, "message");
+        assert_eq!(
+            fields,
+            ["chat", "from", "future_thing", "message_id", "text"]
+        );
+        let logged = format!("{kind} {fields:?}");
+        for secret in ["hunter2", "Secret Name", "123456", "42"] {
+            assert!(!logged.contains(secret), "{logged}");
+        }
+        assert_eq!(unparsed_shape(&serde_json::json!(null)).0, "unknown");
+    }
 
     #[test]
     fn commands_are_parsed_with_bot_names_and_payloads() {

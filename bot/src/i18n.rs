@@ -81,6 +81,18 @@ pub enum Text {
     Linked {
         email: String,
     },
+    /// `/start <token>`: which account the chat would join; Approve / Decline below.
+    LinkQuestion {
+        email: String,
+    },
+    /// Decline pressed under `LinkQuestion`.
+    LinkDeclined,
+    /// `/start <token>` in a chat that is linked already.
+    AlreadyLinked {
+        email: String,
+    },
+    /// `/start <token>` sent in a group.
+    LinkPrivateOnly,
     LinkExpired,
     LinkUsed,
     /// The chat or the account is linked elsewhere.
@@ -89,7 +101,11 @@ pub enum Text {
     /// A push-link request from the web.
     PushLinkQuestion {
         email: String,
+        /// The host of the Dossier that asks.
+        site: String,
     },
+    PushBlock,
+    PushBlocked,
     Approve,
     Decline,
     PushDeclined,
@@ -301,6 +317,26 @@ impl Text {
                 "✅ Аккаунт связан: <b>{}</b>.\nПрисылайте документы и фото или задайте вопрос.",
                 escape(email)
             ),
+            (Self::LinkQuestion { email }, En) => format!(
+                "Link this Telegram account to the Dossier account <b>{}</b>?\nEverything you send me afterwards goes to that account's archive. Approve only if you made this link yourself on your own settings page.",
+                escape(email)
+            ),
+            (Self::LinkQuestion { email }, Ru) => format!(
+                "Связать этот аккаунт Telegram с аккаунтом Dossier <b>{}</b>?\nВсё, что вы пришлёте мне потом, попадёт в архив этого аккаунта. Подтверждайте, только если вы сами создали эту ссылку на своей странице настроек.",
+                escape(email)
+            ),
+            (Self::LinkDeclined, En) => "❌ Declined. This chat was not linked, and the link no longer works.".into(),
+            (Self::LinkDeclined, Ru) => "❌ Отклонено. Чат не связан, ссылка больше не действует.".into(),
+            (Self::AlreadyLinked { email }, En) => format!(
+                "This chat is already linked to <b>{}</b>. A link never moves a linked chat: send /unlink first if you want to link another account.",
+                escape(email)
+            ),
+            (Self::AlreadyLinked { email }, Ru) => format!(
+                "Этот чат уже связан с <b>{}</b>. Ссылка не переносит связанный чат: сначала отправьте /unlink, если хотите связать другой аккаунт.",
+                escape(email)
+            ),
+            (Self::LinkPrivateOnly, En) => "Links work only in a private chat with me: open the link from your settings page in Telegram, not in a group.".into(),
+            (Self::LinkPrivateOnly, Ru) => "Ссылки работают только в личном чате со мной: откройте ссылку со страницы настроек в Telegram, не в группе.".into(),
             (Self::LinkExpired, En) => "This link has expired or is not valid. Create a new one on the settings page and open it within 5 minutes.".into(),
             (Self::LinkExpired, Ru) => "Ссылка устарела или недействительна. Создайте новую на странице настроек и откройте её в течение 5 минут.".into(),
             (Self::LinkUsed, En) => "This link was already used. Each link works once; create a new one on the settings page.".into(),
@@ -308,14 +344,20 @@ impl Text {
             (Self::LinkConflict, En) => "This chat or that Dossier account is already linked elsewhere. Send /unlink here, or unlink on the settings page, then try again.".into(),
             (Self::LinkConflict, Ru) => "Этот чат или этот аккаунт Dossier уже связан с другим. Отправьте /unlink здесь или отвяжите на странице настроек и попробуйте снова.".into(),
             (Self::Unlinked, En) => "This chat is no longer linked to your Dossier account.".into(),
-            (Self::PushLinkQuestion { email }, En) => format!(
-                "Link this Telegram account to the Dossier account <b>{}</b>?\nIf you did not ask for this, decline.",
+            (Self::PushLinkQuestion { email, site }, En) => format!(
+                "Someone on <b>{}</b> asks to link this Telegram account to the Dossier account <b>{}</b> (an address nobody has verified).\nApprove only if you asked for this yourself, just now. Otherwise decline, or block such requests.",
+                escape(site),
                 escape(email)
             ),
-            (Self::PushLinkQuestion { email }, Ru) => format!(
-                "Связать этот аккаунт Telegram с аккаунтом Dossier <b>{}</b>?\nЕсли вы этого не запрашивали, отклоните.",
+            (Self::PushLinkQuestion { email, site }, Ru) => format!(
+                "На <b>{}</b> просят связать этот аккаунт Telegram с аккаунтом Dossier <b>{}</b> (адрес никем не проверен).\nПодтверждайте, только если сами только что это запросили. Иначе отклоните или заблокируйте такие запросы.",
+                escape(site),
                 escape(email)
             ),
+            (Self::PushBlock, En) => "🚫 Block such requests".into(),
+            (Self::PushBlock, Ru) => "🚫 Блокировать такие запросы".into(),
+            (Self::PushBlocked, En) => "🚫 Declined and blocked: no more link requests will reach you. To link an account yourself, open the link from its settings page.".into(),
+            (Self::PushBlocked, Ru) => "🚫 Отклонено и заблокировано: запросы на связь больше не придут. Чтобы связать аккаунт самим, откройте ссылку со страницы его настроек.".into(),
             (Self::Approve, En) => "✅ Approve".into(),
             (Self::Approve, Ru) => "✅ Подтвердить".into(),
             (Self::Decline, En) => "❌ Decline".into(),

@@ -14,6 +14,7 @@ pub mod handlers;
 pub mod i18n;
 pub mod journal;
 pub mod lease;
+pub mod link;
 pub mod metrics;
 pub mod notify;
 pub mod pacer;
@@ -50,6 +51,9 @@ pub struct Ctx {
     /// This process in claims of updates and notifications (its pid and 64 random bits): what
     /// it claimed and did not finish is taken over by the next process.
     pub holder: String,
+    /// This bot's Telegram id (the token's prefix): update ids are numbered per bot, and so
+    /// are their claims.
+    pub bot_id: i64,
     /// Messages sent and not yet recorded through the API (see `journal`); none if off.
     pub journal: Option<journal::Journal>,
     /// Notification ids this process is handling (a redelivery meanwhile waits its turn).
@@ -159,6 +163,7 @@ pub fn context(config: &Config) -> anyhow::Result<(Bot, Arc<Ctx>)> {
             albums: documents::Albums::default(),
             answers: std::sync::OnceLock::new(),
             holder: holder_id(),
+            bot_id: i64::try_from(journal::bot_id(&config.token.expose())).unwrap_or(0),
             journal,
             notifying: std::sync::Mutex::default(),
         }),
@@ -248,6 +253,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     // What the bot needs may be (re)starting too: each is waited for, not given up on at once.
     let me = until_up("the Bot API", &shutdown, || raw.get_me().send()).await?;
+    // Update claims are keyed by the bot's id, taken from the token: it must be the bot's.
+    anyhow::ensure!(
+        i64::try_from(me.id.0).ok() == Some(ctx.bot_id),
+        "the bot token's id ({}) is not the bot's id from getMe ({})",
+        ctx.bot_id,
+        me.id.0
+    );
     tracing::info!(username = %me.username(), mode = ?config.mode, "bot started");
     until_up("the Bot API (command menu)", &shutdown, || {
         set_up(&raw, &ctx)

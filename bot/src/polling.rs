@@ -49,6 +49,7 @@ pub async fn claim(ctx: &Ctx, updates: Vec<Update>, takeover_after_secs: u32) ->
             "telegram/updates/claim",
             None,
             &json!({
+                "bot_id": ctx.bot_id,
                 "update_ids": ids,
                 "holder": ctx.holder,
                 "takeover_after_secs": takeover_after_secs,
@@ -59,8 +60,9 @@ pub async fn claim(ctx: &Ctx, updates: Vec<Update>, takeover_after_secs: u32) ->
         Ok(claims) => {
             if !claims.done.is_empty() {
                 tracing::info!(
-                    skipped = claims.done.len(),
-                    "updates handled before a restart were skipped"
+                    bot_id = ctx.bot_id,
+                    skipped = ?claims.done,
+                    "updates handled before (by this bot, before a restart) were skipped"
                 );
             }
             let resumed = claims.claimed.iter().filter(|c| c.attempt > 1).count();
@@ -93,7 +95,7 @@ async fn finish(ctx: &Ctx, update_id: i64) -> bool {
         .call_retrying(
             "telegram/updates/done",
             None,
-            &json!({ "update_ids": [update_id] }),
+            &json!({ "bot_id": ctx.bot_id, "update_ids": [update_id] }),
         )
         .await;
     match done {

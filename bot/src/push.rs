@@ -1,7 +1,9 @@
 //! Push-link requests: the API publishes `{env}.telegram.push-link.requested`; one bot
-//! replica (queue group) sends "Link to account <email>?" with Approve / Decline buttons. The
-//! tap comes back as a callback query (`pl:a:<id>` / `pl:d:<id>`), answered through the API,
-//! which accepts it only from the addressed Telegram user, once.
+//! replica (queue group) sends "Link to account <email>?" (saying the address is unverified
+//! and which site asks) with Approve / Decline / Block buttons. The tap comes back as a
+//! callback query (`pl:a:<id>` / `pl:d:<id>` / `pl:b:<id>`), answered through the API, which
+//! accepts it only from the addressed Telegram user, once; Block also stops further requests
+//! to them.
 
 use std::sync::Arc;
 
@@ -18,6 +20,32 @@ use crate::i18n::{Lang, Text};
 
 const APPROVE: &str = "pl:a:";
 const DECLINE: &str = "pl:d:";
+const BLOCK: &str = "pl:b:";
+
+/// What a push-link button asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    Approve,
+    Decline,
+    /// Decline, and no more requests to me.
+    Block,
+}
+
+impl Choice {
+    const ALL: [(Self, &'static str); 3] = [
+        (Self::Approve, APPROVE),
+        (Self::Decline, DECLINE),
+        (Self::Block, BLOCK),
+    ];
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Approve => APPROVE,
+            Self::Decline => DECLINE,
+            Self::Block => BLOCK,
+        }
+    }
+}
 
 pub async fn run(
     ctx: Arc<Ctx>,
@@ -50,16 +78,20 @@ pub async fn run(
 
 async fn ask(ctx: &Ctx, request: &PushLinkRequested) -> anyhow::Result<()> {
     let lang = Lang::from_code(request.language_code.as_deref());
-    let keyboard = InlineKeyboardMarkup::new([[
+    let button = |text: Text, choice: Choice| {
         InlineKeyboardButton::callback(
-            Text::Approve.render(lang),
-            format!("{APPROVE}{}", request.request_id),
-        ),
-        InlineKeyboardButton::callback(
-            Text::Decline.render(lang),
-            format!("{DECLINE}{}", request.request_id),
-        ),
-    ]]);
+            text.render(lang),
+            format!("{}{}", choice.prefix(), request.request_id),
+        )
+    };
+    let keyboard = InlineKeyboardMarkup::new([
+        vec![
+            button(Text::Approve, Choice::Approve),
+            button(Text::Decline, Choice::Decline),
+        ],
+        vec![button(Text::PushBlock, Choice::Block)],
+    ]);
+    let site = ctx.public_url.host_str().unwrap_or("Dossier").to_owned();
     let chat = ChatId(request.chat_id);
     let message = ctx
         .bot
@@ -67,6 +99,7 @@ async fn ask(ctx: &Ctx, request: &PushLinkRequested) -> anyhow::Result<()> {
             chat,
             Text::PushLinkQuestion {
                 email: request.email.clone(),
+                site,
             }
             .render(lang),
         )
@@ -76,68 +109,63 @@ async fn ask(ctx: &Ctx, request: &PushLinkRequested) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A tap on Approve / Decline; `None` when the data is not a push-link button.
+/// A tap on Approve / Decline / Block; `None` when the data is not a push-link button.
 pub async fn on_callback(ctx: &Ctx, query: &CallbackQuery) -> Option<anyhow::Result<()>> {
-    let (approve, request_id) = parse_push(query.data.as_deref()?)?;
-    Some(answer(ctx, query, approve, request_id).await)
+    let (choice, request_id) = parse_push(query.data.as_deref()?)?;
+    Some(answer(ctx, query, choice, request_id).await)
 }
 
-/// `pl:a:<id>` (approve) or `pl:d:<id>` (decline) with the request id as the server makes it
-/// (32 lower-case hex digits); anything else is not a push-link button.
-pub fn parse_push(data: &str) -> Option<(bool, &str)> {
-    let (approve, id) = if let Some(id) = data.strip_prefix(APPROVE) {
-        (true, id)
-    } else {
-        (false, data.strip_prefix(DECLINE)?)
-    };
+/// `pl:a:<id>` (approve), `pl:d:<id>` (decline) or `pl:b:<id>` (block) with the request id as
+/// the server makes it (32 lower-case hex digits); anything else is not a push-link button.
+pub fn parse_push(data: &str) -> Option<(Choice, &str)> {
+    let (choice, id) = Choice::ALL
+        .iter()
+        .find_map(|(choice, prefix)| data.strip_prefix(prefix).map(|id| (*choice, id)))?;
     let well_formed = id.len() == 32
         && id
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    well_formed.then_some((approve, id))
+    well_formed.then_some((choice, id))
 }
 
 async fn answer(
     ctx: &Ctx,
     query: &CallbackQuery,
-    approve: bool,
+    choice: Choice,
     request_id: &str,
 ) -> anyhow::Result<()> {
     let lang = Lang::from_code(query.from.language_code.as_deref());
     let telegram_user = i64::try_from(query.from.id.0).unwrap_or(0);
-    let result: Result<PushAnswer, ApiError> = ctx
-        .api
-        .call(
-            "telegram/push-link/answer",
-            Some(telegram_user),
-            &json!({ "request_id": request_id, "approve": approve }),
-        )
-        .await;
-    let (outcome, toast) = match result {
+    let result: Result<PushAnswer, ApiError> = match choice {
+        Choice::Block => {
+            ctx.api
+                .call(
+                    "telegram/push-link/block",
+                    Some(telegram_user),
+                    &json!({ "request_id": request_id }),
+                )
+                .await
+        }
+        Choice::Approve | Choice::Decline => {
+            ctx.api
+                .call(
+                    "telegram/push-link/answer",
+                    Some(telegram_user),
+                    &json!({ "request_id": request_id, "approve": choice == Choice::Approve }),
+                )
+                .await
+        }
+    };
+    let settled = match result {
         Ok(PushAnswer {
             status: PushStatus::Approved,
             email,
         }) => (Some(Text::Linked { email }), None),
+        Ok(_) if choice == Choice::Block => (Some(Text::PushBlocked), None),
         Ok(_) => (Some(Text::PushDeclined), None),
-        Err(ApiError::LinkExpired) => (Some(Text::PushExpired), None),
-        Err(ApiError::LinkUsed) => (None, Some(Text::PushAlreadyAnswered)),
-        Err(ApiError::Forbidden) => (None, Some(Text::PushNotForYou)),
-        Err(ApiError::Conflict { .. }) => (Some(Text::LinkConflict), None),
-        Err(_) => (None, Some(Text::TryLater)),
+        Err(error) => crate::handlers::refused_answer(&error, Text::PushExpired),
     };
-    let mut answer = ctx.bot.answer_callback_query(query.id.clone());
-    if let Some(toast) = &toast {
-        answer = answer.text(toast.render(lang));
-    }
-    crate::metrics::send(answer).await?;
-    // The question becomes its outcome (and loses its buttons).
-    if let (Some(outcome), Some(message)) = (outcome, query.regular_message()) {
-        ctx.bot
-            .edit_message_text(message.chat.id, message.id, outcome.render(lang))
-            .parse_mode(ParseMode::Html)
-            .await?;
-    }
-    Ok(())
+    crate::handlers::settle_question(ctx, query, settled, lang).await
 }
 
 #[cfg(test)]
@@ -149,10 +177,17 @@ mod tests {
     #[test]
     fn push_buttons_parse_only_when_well_formed() {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        assert_eq!(parse_push(&format!("pl:a:{id}")), Some((true, id.as_str())));
+        assert_eq!(
+            parse_push(&format!("pl:a:{id}")),
+            Some((Choice::Approve, id.as_str()))
+        );
         assert_eq!(
             parse_push(&format!("pl:d:{id}")),
-            Some((false, id.as_str()))
+            Some((Choice::Decline, id.as_str()))
+        );
+        assert_eq!(
+            parse_push(&format!("pl:b:{id}")),
+            Some((Choice::Block, id.as_str()))
         );
         for bad in [
             "pl:a:".to_owned(),
@@ -174,9 +209,8 @@ mod tests {
         /// a button the bot could have made.
         #[test]
         fn any_callback_data_parses_only_to_buttons_the_bot_makes(data in ".{0,80}") {
-            if let Some((approve, id)) = parse_push(&data) {
-                let prefix = if approve { APPROVE } else { DECLINE };
-                prop_assert_eq!(format!("{prefix}{id}"), data.clone());
+            if let Some((choice, id)) = parse_push(&data) {
+                prop_assert_eq!(format!("{}{id}", choice.prefix()), data.clone());
             }
             if let Some(document) = crate::ask::parse_source(&data) {
                 prop_assert_eq!(format!("doc:{document}"), data.clone());
@@ -184,10 +218,10 @@ mod tests {
         }
 
         #[test]
-        fn button_shaped_data_round_trips(approve in any::<bool>(), id in "[0-9a-f]{32}", noise in "[ -~]{0,3}") {
-            let prefix = if approve { APPROVE } else { DECLINE };
+        fn button_shaped_data_round_trips(which in 0usize..3, id in "[0-9a-f]{32}", noise in "[ -~]{0,3}") {
+            let (choice, prefix) = Choice::ALL[which];
             let data = format!("{prefix}{id}");
-            prop_assert_eq!(parse_push(&data), Some((approve, id.as_str())));
+            prop_assert_eq!(parse_push(&data), Some((choice, id.as_str())));
             let noisy = format!("{data}{noise}");
             prop_assert_eq!(parse_push(&noisy).is_some(), noise.is_empty());
         }

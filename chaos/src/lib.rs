@@ -376,7 +376,8 @@ impl Stack {
             .env("DOSSIER_DATA_DIR", layout.dir.join("data").to_string_lossy())
             .env("DOSSIER_MODEL_DIR", bins.model_dir.to_string_lossy())
             .env("DOSSIER_TELEGRAM_BOT_TOKEN", BOT_TOKEN)
-            .env("DOSSIER_TRUST_FORWARDED_FOR", "true")
+            .env("DOSSIER_TRUSTED_PROXIES", "1")
+            .env("DOSSIER_METRICS_LISTEN", "off")
             .env("DOSSIER_SERVICES__BOT__SECRET", service_secret)
             .env(
                 "DOSSIER_SERVICES__BOT__PERMISSIONS",

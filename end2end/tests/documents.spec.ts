@@ -30,6 +30,19 @@ async function signUpAndLink(page: Page, request: APIRequestContext): Promise<nu
   await request.post(`${emulator}/control/users/${user}/messages`, {
     data: { text: `/start ${token}`, first_name: "Dana", language_code: "en" },
   });
+  // The bot asks before it links: press Approve.
+  let question: { message_id: number; reply_markup?: { inline_keyboard: { text: string; callback_data?: string }[][] } } | undefined;
+  await expect
+    .poll(async () => {
+      const sent: (typeof question)[] = await (await request.get(`${emulator}/control/chats/${user}/sent`)).json();
+      question = sent.find((m) => m?.reply_markup);
+      return question !== undefined;
+    })
+    .toBe(true);
+  const approve = question!.reply_markup!.inline_keyboard.flat().find((b) => /Approve/.test(b.text))!;
+  await request.post(`${emulator}/control/users/${user}/callbacks`, {
+    data: { message_id: question!.message_id, data: approve.callback_data },
+  });
   await expect(page.getByRole("status")).toContainText("Telegram connected");
   return user;
 }

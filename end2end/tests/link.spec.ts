@@ -35,7 +35,13 @@ test("link Telegram with the deep link, see it connected, reuse fails, unlink", 
 
   const user = 800000 + Math.floor(Math.random() * 100000);
   await telegramSays(request, user, `/start ${token}`);
-  expect(await lastReply(request, user, 1)).toContain(`Account linked: ${email}`);
+  // Opening the link only asks: which account, Approve or Decline. Nothing is linked yet, and
+  // the page shows who is confirming.
+  expect(await lastReply(request, user, 1)).toContain(`Link this Telegram account to the Dossier account ${email}?`);
+  await expect(page.getByTestId("link-pending")).toContainText(`Waiting for confirmation in Telegram from Tanya (@tanya${user})`);
+  await expect(page.getByRole("button", { name: "Link Telegram" }).or(page.getByRole("button", { name: "New link" }))).toBeVisible();
+  await pressButton(request, user, /Approve/);
+  await expect.poll(() => lastReply(request, user, 1)).toContain(`Account linked: ${email}`);
   // The page notices by itself (it asks every 2 s).
   await expect(page.getByRole("status")).toHaveText(`Telegram connected: Tanya (@tanya${user})`);
 
@@ -80,7 +86,7 @@ for (const answer of ["approve", "decline"] as const) {
     await waitForHydration(page);
     await page.getByLabel(/your username/).fill(`@tanya${user}`);
     await page.getByRole("button", { name: "Send to Telegram" }).click();
-    await expect(page.getByTestId("push-status")).toHaveText("Waiting for your answer in Telegram…");
+    await expect(page.getByTestId("push-status")).toContainText("answer it in Telegram");
 
     await pressButton(request, user, answer === "approve" ? /Approve/ : /Decline/);
     if (answer === "approve") {

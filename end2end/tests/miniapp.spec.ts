@@ -443,3 +443,80 @@ test("only Telegram's web clients may frame the Mini App, and no site may frame 
   const api = await request.post(`${BASE}/api/auth/me`, { headers: { origin: BASE } });
   expect(api.headers()["content-security-policy"]).toBe("default-src 'none'; frame-ancestors 'none'; sandbox");
 });
+
+const LIGHT_THEME = {
+  bg_color: "#ffffff",
+  text_color: "#000000",
+  hint_color: "#707579",
+  link_color: "#3390ec",
+  button_color: "#3390ec",
+  button_text_color: "#ffffff",
+  secondary_bg_color: "#f4f4f5",
+};
+
+/** Elements whose box leaves the viewport sideways, and whether the page scrolls sideways. */
+async function overflow(page: Page): Promise<{ scrolls: boolean; outside: string[] }> {
+  return page.evaluate(() => {
+    const width = window.innerWidth;
+    const outside: string[] = [];
+    for (const element of Array.from(document.querySelectorAll(".miniapp *"))) {
+      const box = element.getBoundingClientRect();
+      if (box.width === 0 && box.height === 0) continue;
+      if (box.right > width + 0.5 || box.left < -0.5) {
+        const name = `${element.tagName.toLowerCase()}${element.className ? "." + String(element.className).split(" ").join(".") : ""}`;
+        outside.push(`${name} [${Math.round(box.left)}, ${Math.round(box.right)}] of ${width}`);
+      }
+    }
+    return { scrolls: document.documentElement.scrollWidth > width, outside };
+  });
+}
+
+test("every Mini App screen fits 360 and 400 px, light and dark, with long names", async ({ page, request }) => {
+  test.setTimeout(120_000);
+  await addVirtualAuthenticator(page);
+  const user = {
+    ...newUser(),
+    first_name: "Maximiliana-Konstantinopolskaya",
+  };
+  const longEmail = `maximiliana.konstantinopolskaya-${user.id}@accounts.household-archive.example.org`;
+  await page.setViewportSize({ width: 360, height: 740 });
+  await openAsMobile(page, launchUrl(signInitData(user), "/miniapp", LIGHT_THEME));
+  await createAccount(page, longEmail);
+  await expect(page.getByTestId("signed-in-as")).toContainText(longEmail);
+  // A long passkey name, and a document with a long file name.
+  await page.getByRole("link", { name: "Passkeys" }).click();
+  await page.getByLabel("Name").fill("Family tablet in the kitchen by the window, second drawer");
+  await page.getByRole("button", { name: "Add a passkey" }).click();
+  await expect(page.getByTestId("passkey")).toContainText("Family tablet");
+  await sendPdf(request, user, "Stadtwerke-Jahresabrechnung-Strom-und-Gas-2026-Kundennummer-0012345678.pdf", `L${user.id}`);
+
+  const screens: [string, RegExp][] = [
+    ["/miniapp", /Signed in as/],
+    ["/miniapp/documents", /Stadtwerke/],
+    ["/miniapp/preferences", /./],
+    ["/miniapp/passkeys", /Family tablet/],
+    ["/miniapp/language", /./],
+    ["/miniapp/data", /./],
+  ];
+  for (const [theme, colors] of [["light", LIGHT_THEME], ["dark", DARK_THEME]] as const) {
+    for (const width of [360, 400]) {
+      await page.setViewportSize({ width, height: 740 });
+      for (const [path, shows] of screens) {
+        await openAsMobile(page, launchUrl(signInitData(user), path, colors));
+        await expect(page.locator(".miniapp")).toHaveAttribute("data-phase", "ready");
+        await expect(page.locator(".miniapp .screen")).toContainText(shows, { timeout: 30_000 });
+        const found = await overflow(page);
+        expect(found, `${path} at ${width} px, ${theme}`).toEqual({ scrolls: false, outside: [] });
+      }
+      // The Passkeys screen is a screen, not the web page's panel: no rule or gap above it.
+      await openAsMobile(page, launchUrl(signInitData(user), "/miniapp/passkeys", colors));
+      const screen = page.locator("section.screen.passkeys");
+      await expect(screen).toBeVisible();
+      const style = await screen.evaluate((el) => {
+        const s = getComputedStyle(el);
+        return { border: s.borderTopWidth, padding: s.paddingTop, margin: s.marginTop };
+      });
+      expect(style, `passkeys screen at ${width} px, ${theme}`).toEqual({ border: "0px", padding: "0px", margin: "0px" });
+    }
+  }
+});

@@ -1,11 +1,12 @@
 import { test, expect, waitForHydration, signUp, uniqueEmail } from "./fixtures";
 import type { APIRequestContext } from "@playwright/test";
 
-// Prometheus metrics of the running stack: the server's /metrics and the bot's own /metrics and
-// /healthz move as people use the system. (scripts/e2e.sh checks every family once more after
+// Prometheus metrics of the running stack: the server's /metrics (on its operator port, never
+// the public one) and the bot's own /metrics and /healthz move as people use the system. (scripts/e2e.sh checks every family once more after
 // the whole suite.)
 const BASE = process.env.BASE_URL ?? "http://localhost:3100";
 const BOT_METRICS = process.env.BOT_METRICS_URL ?? "http://127.0.0.1:3102";
+const SERVER_METRICS = process.env.SERVER_METRICS_URL ?? "http://127.0.0.1:3101";
 const emulator = process.env.EMULATOR_URL ?? "http://127.0.0.1:3181";
 
 test.use({
@@ -35,7 +36,9 @@ test("server and bot metrics move as the system is used", async ({ page, request
   test.setTimeout(90_000);
   const health = await request.get(`${BOT_METRICS}/healthz`);
   expect(await health.text()).toBe("ok");
-  const server0 = await scrape(request, BASE);
+  // The public port does not serve the server's metrics.
+  expect((await request.get(`${BASE}/metrics`)).status()).toBe(404);
+  const server0 = await scrape(request, SERVER_METRICS);
   const bot0 = await scrape(request, BOT_METRICS);
 
   // The web: a sign-up (a server function) and an upload that goes through the pipeline.
@@ -56,7 +59,7 @@ test("server and bot metrics move as the system is used", async ({ page, request
     .poll(async () => ((await (await request.get(`${emulator}/control/chats/${user}/sent`)).json()) as unknown[]).length)
     .toBeGreaterThan(0);
 
-  const server1 = await scrape(request, BASE);
+  const server1 = await scrape(request, SERVER_METRICS);
   expect(sample(server1, "dossier_server_fn_calls_total", { fn: "auth/sign-up", result: "ok" })).toBeGreaterThan(
     sample(server0, "dossier_server_fn_calls_total", { fn: "auth/sign-up", result: "ok" }),
   );

@@ -196,14 +196,23 @@ pub fn state_from_parts(
     })
 }
 
-/// The whole HTTP surface.
+/// The operator's port: `/metrics` and `/healthz`, on `metrics_listen` (never the public
+/// port: what the server counts is nobody else's business).
+pub fn metrics_router() -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(Extension(telemetry::prometheus()))
+}
+
+/// The whole public HTTP surface.
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
-    let metrics = telemetry::prometheus();
+    // The recorder is installed before the first request is counted.
+    let _ = telemetry::prometheus();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
         .route(
             "/documents/{id}/file",
             get(app::documents::service::download),
@@ -246,7 +255,6 @@ pub fn router(state: AppState) -> Router {
             headers::security_headers,
         ))
         .layer(axum::middleware::from_fn(telemetry::track_http))
-        .layer(Extension(metrics))
         .with_state(state)
 }
 
@@ -302,6 +310,22 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("failed to listen on {addr}"))?;
     tracing::info!(%addr, public_url = %state.settings.public_url, "listening");
+    // The metrics listener lives as long as this function (a set it owns).
+    let mut operator = tokio::task::JoinSet::new();
+    if let Some(metrics_addr) = state.settings.metrics_addr().map_err(anyhow::Error::msg)? {
+        let listener = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("failed to listen on {metrics_addr} for /metrics"))?;
+        tracing::info!(addr = %metrics_addr, "metrics listening");
+        operator.spawn(async move {
+            if let Err(error) = axum::serve(listener, metrics_router())
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+            {
+                tracing::warn!(%error, "the metrics listener failed");
+            }
+        });
+    }
     tokio::spawn(janitor(state.db.clone()));
     let stop_workers = tokio_util::sync::CancellationToken::new();
     let workers = if state.settings.documents.workers {

@@ -47,6 +47,9 @@ struct Sender {
     username: Option<String>,
     #[serde(default)]
     language_code: Option<String>,
+    /// The message is sent in this group (a negative chat id) rather than the private chat.
+    #[serde(default)]
+    group: Option<i64>,
 }
 
 fn user_json(user_id: i64, sender: &Sender) -> Value {
@@ -62,14 +65,25 @@ fn user_json(user_id: i64, sender: &Sender) -> Value {
     user
 }
 
-/// Records a message from a user in their private chat (chat id = user id) and queues the update.
+/// Records a message from a user in their private chat (chat id = user id), or in the group
+/// `group` (a negative id, as Telegram's), and queues the update.
 fn user_message(world: &mut World, user_id: i64, sender: &Sender, fields: Value) -> Response {
     let from = user_json(user_id, sender);
     let message_id = world.new_message_id();
+    let (chat_id, chat) = match sender.group {
+        Some(group) => (
+            group,
+            json!({ "id": group, "type": "group", "title": format!("Group {group}") }),
+        ),
+        None => (
+            user_id,
+            json!({ "id": user_id, "type": "private", "first_name": from["first_name"] }),
+        ),
+    };
     let mut message = json!({
         "message_id": message_id,
         "date": now_secs(),
-        "chat": { "id": user_id, "type": "private", "first_name": from["first_name"] },
+        "chat": chat,
         "from": from,
     });
     if let (Some(target), Value::Object(fields)) = (message.as_object_mut(), fields) {
@@ -77,7 +91,7 @@ fn user_message(world: &mut World, user_id: i64, sender: &Sender, fields: Value)
     }
     world
         .history
-        .entry(user_id)
+        .entry(chat_id)
         .or_default()
         .push(message.clone());
     match world.push_update("message", message.clone()) {
@@ -134,6 +148,7 @@ async fn user_sends_raw(
         first_name: fields["from_first_name"].as_str().map(str::to_owned),
         username: None,
         language_code: fields["from_language_code"].as_str().map(str::to_owned),
+        group: None,
     };
     let mut fields = fields;
     if let Some(object) = fields.as_object_mut() {
@@ -162,6 +177,7 @@ async fn read_user_file(
         first_name: text("first_name"),
         username: text("username"),
         language_code: text("language_code"),
+        group: params.str("group").and_then(|g| g.parse().ok()),
     };
     let caption = text("caption").filter(|c| !c.is_empty());
     let media_group_id = text("media_group_id").filter(|c| !c.is_empty());
@@ -247,6 +263,11 @@ struct ButtonPress {
     /// itself would refuse, but a bot must not rely on that).
     #[serde(default)]
     forged: bool,
+    /// Plays a press the bot reaches only after Telegram stopped waiting for its answer (a
+    /// restart, a long queue): `answerCallbackQuery` then fails with "query is too old", as
+    /// Telegram answers after its window.
+    #[serde(default)]
+    stale: bool,
     #[serde(flatten)]
     sender: Sender,
 }
@@ -275,7 +296,8 @@ async fn user_presses_button(
         return bad_request("Bad Request: the message has no button with this callback_data");
     }
     let id = format!("{}{}", user_id, world.next_update_id);
-    world.callbacks.insert(id.clone(), false);
+    // A stale press can no longer be answered: as if already past Telegram's window.
+    world.callbacks.insert(id.clone(), press.stale);
     let query = json!({
         "id": id,
         "from": user_json(user_id, &press.sender),

@@ -79,7 +79,7 @@ pub async fn sign_up(
     password: &str,
 ) -> Result<CurrentUser, ApiError> {
     check_origin(&ctx.parts.headers, &ctx.state.settings.public_url)?;
-    let ip = client_ip(&ctx.parts, ctx.state.settings.trust_forwarded_for);
+    let ip = client_ip(&ctx.parts, ctx.state.settings.trusted_proxies);
     ratelimit::hit(
         &ctx.state.db,
         &format!("sign-up:ip:{ip}"),
@@ -143,7 +143,7 @@ pub async fn sign_in(
     password: &str,
 ) -> Result<CurrentUser, ApiError> {
     check_origin(&ctx.parts.headers, &ctx.state.settings.public_url)?;
-    let ip = client_ip(&ctx.parts, ctx.state.settings.trust_forwarded_for);
+    let ip = client_ip(&ctx.parts, ctx.state.settings.trusted_proxies);
     let db = &ctx.state.db;
     ratelimit::hit(db, &format!("sign-in:ip:{ip}"), ratelimit::SIGN_IN_PER_IP).await?;
     let normalized = normalize_email(email).map_err(|_| wrong_credentials())?;

@@ -195,23 +195,36 @@ pub async fn linked_user(
     Ok(row.and_then(|(user_id,)| user_id))
 }
 
-/// The client's address: the connection's peer, or the first `X-Forwarded-For` hop when the
-/// server is configured to trust its proxy.
-pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> String {
-    if trust_forwarded_for
-        && let Some(forwarded) = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split(',').next())
-    {
-        return forwarded.trim().to_owned();
+/// The client's address, for rate limits. With no trusted proxy (`trusted_proxies` 0) it is
+/// the connection's peer and `X-Forwarded-For` is ignored. Behind `n` proxies, each of which
+/// appends the address it received the request from, it is the `n`-th `X-Forwarded-For` entry
+/// counted from the right: the one the outermost proxy wrote. Entries to its left were written
+/// by the client and choose nothing. A header shorter than `n` (a request that bypassed a
+/// proxy) falls back to the peer.
+pub fn client_ip(parts: &Parts, trusted_proxies: usize) -> String {
+    let peer = || {
+        parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip().to_string())
+            .unwrap_or_else(|| "unknown".to_owned())
+    };
+    if trusted_proxies == 0 {
+        return peer();
     }
-    parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_owned())
+    // Several headers are one list, in order (RFC 9110 §5.3).
+    let hops: Vec<&str> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    match hops.len().checked_sub(trusted_proxies).map(|at| hops[at]) {
+        Some(hop) if hop.parse::<std::net::IpAddr>().is_ok() => hop.to_owned(),
+        _ => peer(),
+    }
 }
 
 #[cfg(test)]
@@ -224,6 +237,47 @@ mod tests {
             map.insert(*name, value.parse().expect("header"));
         }
         map
+    }
+
+    fn forwarded(values: &[&str]) -> Parts {
+        let mut request = http::Request::builder();
+        for value in values {
+            request = request.header("x-forwarded-for", *value);
+        }
+        let (mut parts, ()) = request.body(()).expect("request").into_parts();
+        parts
+            .extensions
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                [10, 0, 0, 9],
+                443,
+            ))));
+        parts
+    }
+
+    #[test]
+    fn the_client_address_is_the_hop_the_outermost_trusted_proxy_wrote() {
+        // No proxy trusted: the header is the client's to write and is ignored.
+        assert_eq!(client_ip(&forwarded(&["203.0.113.7"]), 0), "10.0.0.9");
+        // One proxy: it appended what it saw; what the client put before that is ignored.
+        assert_eq!(client_ip(&forwarded(&["203.0.113.7"]), 1), "203.0.113.7");
+        assert_eq!(
+            client_ip(&forwarded(&["1.2.3.4, 203.0.113.7"]), 1),
+            "203.0.113.7"
+        );
+        assert_eq!(
+            client_ip(&forwarded(&["1.2.3.4", "203.0.113.7"]), 1),
+            "203.0.113.7",
+            "two headers are one list"
+        );
+        // Two proxies (a CDN, then the ingress).
+        assert_eq!(
+            client_ip(&forwarded(&["6.6.6.6, 203.0.113.7, 198.51.100.2"]), 2),
+            "203.0.113.7"
+        );
+        // Too few hops (the proxy was bypassed) or not an address: the peer.
+        assert_eq!(client_ip(&forwarded(&["203.0.113.7"]), 2), "10.0.0.9");
+        assert_eq!(client_ip(&forwarded(&[]), 1), "10.0.0.9");
+        assert_eq!(client_ip(&forwarded(&["1.2.3.4, evil"]), 1), "10.0.0.9");
     }
 
     #[test]

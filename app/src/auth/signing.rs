@@ -1,6 +1,7 @@
 //! Signed service calls (the bot → the API). Each request carries the service name, a unix
 //! timestamp, a random nonce, the acting user and an HMAC-SHA256 over those plus the method,
-//! the path with query and the SHA-256 of the body. The server rejects stale timestamps,
+//! the path with query, the `Content-Type` (which decides how the body is decoded, so it is
+//! signed too) and the SHA-256 of the body. The server rejects stale timestamps,
 //! reused nonces, unknown services and bad signatures before any server function runs.
 //!
 //! This module is shared: the bot signs, the server verifies.
@@ -27,21 +28,30 @@ pub struct SignedParts<'a> {
     pub path_and_query: &'a str,
     /// `tg:<telegram user id>` or empty when the call acts for nobody in particular.
     pub acting_user: &'a str,
-    pub body: &'a [u8],
+    /// The request's `Content-Type` header, empty when it has none.
+    pub content_type: &'a str,
+    /// SHA-256 of the body ([`body_sha256`]), so a verifier may hash while it streams.
+    pub body_sha256: [u8; 32],
+}
+
+/// The body digest a signature covers.
+pub fn body_sha256(body: &[u8]) -> [u8; 32] {
+    Sha256::digest(body).into()
 }
 
 impl SignedParts<'_> {
     /// The canonical string: versioned, newline-separated, body by its hash.
     pub fn canonical(&self) -> String {
         format!(
-            "dossier-v1\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+            "dossier-v2\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
             self.service,
             self.timestamp,
             self.nonce,
             self.method.to_ascii_uppercase(),
             self.path_and_query,
             self.acting_user,
-            hex::encode(Sha256::digest(self.body)),
+            self.content_type,
+            hex::encode(self.body_sha256),
         )
     }
 
@@ -60,6 +70,7 @@ impl SignedParts<'_> {
             self.method,
             self.path_and_query,
             self.acting_user,
+            self.content_type,
         ];
         if fields.iter().any(|field| field.contains(['\n', '\r'])) {
             return false;
@@ -115,7 +126,8 @@ mod tests {
             method: "post",
             path_and_query: "/api/rag/ask",
             acting_user: "tg:42",
-            body,
+            content_type: "application/json",
+            body_sha256: body_sha256(body),
         }
     }
 
@@ -135,6 +147,9 @@ mod tests {
         let mut other = parts(b"{}");
         other.nonce = "n2";
         assert!(!other.verify(secret, &signature), "nonce");
+        let mut other = parts(b"{}");
+        other.content_type = "application/x-www-form-urlencoded";
+        assert!(!other.verify(secret, &signature), "content type");
         assert!(!parts(b"{}").verify(secret, "not hex"));
         assert!(!parts(b"{}").verify(secret, ""));
     }
@@ -150,6 +165,7 @@ mod tests {
         method: String,
         path: String,
         acting: String,
+        content_type: String,
         body: Vec<u8>,
     }
 
@@ -162,7 +178,8 @@ mod tests {
                 method: &self.method,
                 path_and_query: &self.path,
                 acting_user: &self.acting,
-                body: &self.body,
+                content_type: &self.content_type,
+                body_sha256: body_sha256(&self.body),
             }
         }
     }
@@ -175,16 +192,22 @@ mod tests {
             prop::sample::select(vec!["GET", "POST", "PUT", "DELETE"]),
             "/[ -~]{0,40}",
             "(tg:[0-9]{1,12})?",
+            prop::sample::select(vec![
+                "",
+                "application/json",
+                "multipart/form-data; boundary=x",
+            ]),
             prop::collection::vec(any::<u8>(), 0..64),
         )
             .prop_map(
-                |(service, timestamp, nonce, method, path, acting, body)| Owned {
+                |(service, timestamp, nonce, method, path, acting, content_type, body)| Owned {
                     service,
                     timestamp,
                     nonce,
                     method: method.to_owned(),
                     path,
                     acting,
+                    content_type: content_type.to_owned(),
                     body,
                 },
             )
@@ -217,13 +240,14 @@ mod tests {
         }
 
         #[test]
-        fn a_line_break_in_any_field_is_refused(a in owned(), which in 0usize..5, at in 0usize..8) {
+        fn a_line_break_in_any_field_is_refused(a in owned(), which in 0usize..6, at in 0usize..8) {
             let mut forged = a.clone();
             let field = match which {
                 0 => &mut forged.service,
                 1 => &mut forged.nonce,
                 2 => &mut forged.method,
                 3 => &mut forged.path,
+                4 => &mut forged.content_type,
                 _ => &mut forged.acting,
             };
             let at = at.min(field.len());

@@ -131,17 +131,47 @@ fn valid_date(value: &str) -> bool {
         .is_ok()
 }
 
-/// The model's fields that survive validation against the text.
+/// The digits of each run of number-like characters in `text` ("1 190,00" is one run,
+/// `119000`): what a date or an amount the model reports must be found in.
+fn number_runs(text: &str) -> Vec<String> {
+    text.split(|c: char| {
+        !(c.is_ascii_digit() || matches!(c, '.' | ',' | '\'' | ' ' | '\u{a0}' | '\u{202f}'))
+    })
+    .map(|run| run.chars().filter(char::is_ascii_digit).collect::<String>())
+    .filter(|digits| !digits.is_empty())
+    .collect()
+}
+
+/// The model's fields that survive validation against the text: each value must be in the
+/// text (a model that obeys a document's instructions, or invents, adds nothing).
 fn validated(found: ModelFields, text: &str) -> Fields {
     let haystack = squashed(text);
     let occurs = |value: &str| {
         let needle = squashed(value);
         !needle.is_empty() && haystack.contains(&needle)
     };
+    let runs = number_runs(text);
+    let in_runs = |digits: &str| !digits.is_empty() && runs.iter().any(|run| run.contains(digits));
+    // A date's year and day as the text writes them (`12.03.2026`, `March 12, 2026`).
+    let date_in_text = |value: &str| {
+        let mut parts = value.split('-');
+        let (Some(year), _, Some(day)) = (parts.next(), parts.next(), parts.next()) else {
+            return false;
+        };
+        in_runs(year) && in_runs(day.trim_start_matches('0'))
+    };
+    // An amount's digits, without the zeros a decimal point adds (`1190.00` is `1190`).
+    let amount_in_text = |value: &str| {
+        let digits = match value.split_once('.') {
+            Some((whole, fraction)) => format!("{whole}{}", fraction.trim_end_matches('0')),
+            None => value.to_owned(),
+        };
+        in_runs(&digits)
+    };
     let mut out = Fields::default();
     for date in found.dates.into_iter().take(20) {
         let value = date.value.trim().to_owned();
-        if valid_date(&value) {
+        if valid_date(&value) && date_in_text(&value) {
             out.dates.push(DateField {
                 value,
                 label: label(date.label),
@@ -158,7 +188,10 @@ fn validated(found: ModelFields, text: &str) -> Fields {
         let Some(value) = fields::decimal(&raw) else {
             continue;
         };
-        if currency.len() == 3 && currency.chars().all(|c| c.is_ascii_uppercase()) {
+        if currency.len() == 3
+            && currency.chars().all(|c| c.is_ascii_uppercase())
+            && amount_in_text(&value.to_string())
+        {
             out.amounts.push(Amount {
                 value,
                 currency,
@@ -172,7 +205,7 @@ fn validated(found: ModelFields, text: &str) -> Fields {
             .filter(|c| !c.is_whitespace())
             .collect::<String>()
             .to_uppercase();
-        if fields::valid_iban(&iban) {
+        if fields::valid_iban(&iban) && occurs(&iban) {
             out.ibans.push(iban);
         }
     }
@@ -310,6 +343,57 @@ mod tests {
         assert_eq!(fields.ibans, vec!["DE89370400440532013000".to_owned()]);
         assert_eq!(fields.numbers.len(), 1, "{:?}", fields.numbers);
         assert_eq!(fields.names, vec!["ACME GmbH".to_owned()]);
+    }
+
+    #[test]
+    fn values_the_text_does_not_hold_are_dropped_however_valid() {
+        // An obedient model, told by the document to add them, or one that invents: a real
+        // date, a well-formed amount and a valid IBAN (someone else's) that are not in it.
+        let text = "Scanned page 69 of the boiler manual.\nService on 12.03.2026, paid 85,50 EUR.";
+        let found = ModelFields {
+            dates: vec![
+                ModelDate {
+                    value: "2031-01-01".into(),
+                    label: Some("deadline".into()),
+                },
+                ModelDate {
+                    value: "2026-03-12".into(),
+                    label: Some("service".into()),
+                },
+            ],
+            amounts: vec![
+                ModelAmount {
+                    value: json!("1000000.00"),
+                    currency: "EUR".into(),
+                    label: None,
+                },
+                ModelAmount {
+                    value: json!(85.5),
+                    currency: "EUR".into(),
+                    label: None,
+                },
+            ],
+            ibans: vec!["DE02120300000000202051".into()],
+            ..ModelFields::default()
+        };
+        let fields = validated(found, text);
+        assert_eq!(
+            fields
+                .dates
+                .iter()
+                .map(|d| d.value.as_str())
+                .collect::<Vec<_>>(),
+            ["2026-03-12"]
+        );
+        assert_eq!(
+            fields
+                .amounts
+                .iter()
+                .map(|a| a.value.as_str())
+                .collect::<Vec<_>>(),
+            ["85.50"]
+        );
+        assert!(fields.ibans.is_empty(), "{:?}", fields.ibans);
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub fn Passkeys() -> impl IntoView {
     });
 
     view! {
-        <section class="passkeys" aria-labelledby="passkeys-heading">
+        <section class="passkeys-panel" aria-labelledby="passkeys-heading">
             <h2 id="passkeys-heading">"Passkeys"</h2>
             <p class="muted">
                 "Sign in with your fingerprint, face or device PIN instead of a password."

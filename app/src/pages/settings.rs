@@ -150,8 +150,32 @@ fn TelegramSettings() -> impl IntoView {
                                 }
                                     .into_any()
                             }
-                            Ok(_) => {
+                            Ok(s) => {
+                                // Someone opened one of this account's links: nothing is
+                                // linked until they approve in Telegram.
+                                let pending = s
+                                    .pending
+                                    .map(|p| {
+                                        let who = match &p.username {
+                                            Some(user) => format!("{} (@{user})", p.first_name),
+                                            None => p.first_name.clone(),
+                                        };
+                                        let (lead, tail) = if p.declined {
+                                            ("Declined in Telegram by ", ". Nothing was linked.")
+                                        } else {
+                                            (
+                                                "Waiting for confirmation in Telegram from ",
+                                                ". Nothing is linked until they press Approve; if this is not you, create no new link and let this one expire.",
+                                            )
+                                        };
+                                        view! {
+                                            <p class="muted" data-testid="link-pending" aria-live="polite">
+                                                {lead} <strong>{who}</strong> {tail}
+                                            </p>
+                                        }
+                                    });
                                 view! {
+                                    {pending}
                                     <p>
                                         "Link Telegram to send documents to the bot and ask questions in chat."
                                     </p>
@@ -205,10 +229,11 @@ fn TelegramSettings() -> impl IntoView {
                     .get()
                     .map(|(_, state)| {
                         let text = match state {
-                            PushStatus::Pending => "Waiting for your answer in Telegram…",
+                            PushStatus::Pending => "Sent, if that Telegram user has pressed Start in the bot and accepts requests: answer it in Telegram. Nothing arrived? Open the bot, press Start, and send again — or use the link above.",
                             PushStatus::Approved => "Approved in Telegram.",
                             PushStatus::Declined => "Declined in Telegram.",
-                            PushStatus::Expired => "The request expired. Send a new one.",
+                            PushStatus::Expired => "The request expired (5 minutes). Send a new one, or use the link above.",
+                            PushStatus::Failed => "Approved, but not linked: that Telegram account or yours was linked meanwhile.",
                         };
                         view! { <p class="muted" data-testid="push-status">{text}</p> }
                     })

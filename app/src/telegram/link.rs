@@ -1,6 +1,9 @@
 //! Linking a Telegram chat to an account with a deep link: the settings page asks for a
 //! one-time token (`t.me/<bot>?start=<token>`, 5 minutes, NATS KV `{env}-link-tokens`); the
-//! bot hands it back on `/start <token>` and the link is made exactly once.
+//! bot hands it back on `/start <token>`, which only *claims* it: the Telegram user is shown
+//! which account they would join and must press Approve (`telegram/link/confirm`) before
+//! anything is linked, and the settings page shows who is confirming meanwhile. A link
+//! someone else made can therefore never take over a stranger's chat with one tap.
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -28,6 +31,34 @@ pub struct TelegramLinkInfo {
     pub linked: bool,
     pub first_name: Option<String>,
     pub username: Option<String>,
+    /// A Telegram user who opened one of this account's links and has not answered yet (or
+    /// declined): shown on the settings page before anything is linked.
+    #[serde(default)]
+    pub pending: Option<PendingLink>,
+}
+
+/// Who opened a deep link, as the settings page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingLink {
+    pub first_name: String,
+    pub username: Option<String>,
+    /// They pressed Decline.
+    pub declined: bool,
+}
+
+/// The outcome of Approve / Decline on a deep link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkOutcome {
+    Linked,
+    Declined,
+}
+
+/// What `telegram/link/confirm` answers: the outcome and the account's email.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkConfirmed {
+    pub outcome: LinkOutcome,
+    pub email: String,
 }
 
 /// Issues a one-time deep-link token (rate limited per account).
@@ -50,23 +81,43 @@ pub async fn link_status() -> Result<TelegramLinkInfo, ApiError> {
         async {
             let state = crate::state::app_state()?;
             let caller = crate::auth::passkeys::store::authorize_person().await?;
-            service::status(&state.db, caller.user_id).await
+            service::status(&state, caller.user_id).await
         }
         .await,
     )
 }
 
-/// The bot hands back a token from `/start <token>`: links the acting Telegram user to the
-/// token's account (once). Service-only (`telegram:link`); answers the account's email.
-#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "telegram/link", input = Json)]
-pub async fn consume_link_token(token: String) -> Result<String, ApiError> {
+/// The bot hands back a token from `/start <token>` in a private chat: the acting Telegram
+/// user claims it (links nothing yet) and is asked to confirm. Refused when this Telegram
+/// user is linked already (a chat is never re-linked by a token) or the token's account is
+/// linked to someone else, without spending the token. Service-only (`telegram:link`);
+/// answers the account's email, for the question.
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "telegram/link/claim", input = Json)]
+pub async fn claim_link_token(token: String) -> Result<String, ApiError> {
     crate::error::respond(
         async {
             use crate::auth::principal::{Permission, authorize_service};
             let service = authorize_service(Permission::TelegramLink)?;
             let telegram_user_id = service.acting_telegram_user.ok_or(ApiError::Forbidden)?;
             let state = crate::state::app_state()?;
-            service::consume_token(&state, telegram_user_id, &token).await
+            service::claim_token(&state, telegram_user_id, &token).await
+        }
+        .await,
+    )
+}
+
+/// Approve or Decline pressed under the question `/start <token>` produced: only the
+/// Telegram user who claimed the token may answer, once, and only while the token is valid
+/// (5 minutes from its creation). Service-only (`telegram:link`).
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "telegram/link/confirm", input = Json)]
+pub async fn confirm_link_token(token: String, approve: bool) -> Result<LinkConfirmed, ApiError> {
+    crate::error::respond(
+        async {
+            use crate::auth::principal::{Permission, authorize_service};
+            let service = authorize_service(Permission::TelegramLink)?;
+            let telegram_user_id = service.acting_telegram_user.ok_or(ApiError::Forbidden)?;
+            let state = crate::state::app_state()?;
+            service::confirm_token(&state, telegram_user_id, &token, approve).await
         }
         .await,
     )
@@ -97,7 +148,11 @@ pub mod service {
     use rand::RngCore;
     use uuid::Uuid;
 
-    use super::{LinkToken, TOKEN_TTL_SECS, TelegramLinkInfo};
+    use serde::{Deserialize, Serialize};
+
+    use super::{
+        LinkConfirmed, LinkOutcome, LinkToken, PendingLink, TOKEN_TTL_SECS, TelegramLinkInfo,
+    };
     use crate::auth::{accounts, ratelimit};
     use crate::error::ApiError;
     use crate::state::{AppState, internal};
@@ -166,6 +221,41 @@ pub mod service {
             .build())
     }
 
+    /// A token's entry in the bucket. The bucket's TTL only bounds how long an entry is kept
+    /// (an update restarts it); `expires_at` is the token's own lifetime.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct TokenEntry {
+        pub user_id: Uuid,
+        /// Unix seconds.
+        pub expires_at: i64,
+        /// The Telegram user who opened the link and is being asked to confirm.
+        #[serde(default)]
+        pub claimant: Option<i64>,
+    }
+
+    /// The settings page's view of a claimed token: key `pending.<user id>`.
+    fn pending_key(user_id: Uuid) -> String {
+        format!("pending.{user_id}")
+    }
+
+    fn now_secs() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+
+    fn unavailable(error: impl std::fmt::Display) -> ApiError {
+        tracing::warn!(%error, "link-token storage is unavailable");
+        ApiError::Unavailable
+    }
+
+    fn encode<T: Serialize>(value: &T) -> Result<bytes::Bytes, ApiError> {
+        Ok(serde_json::to_vec(value)
+            .context("failed to encode a link token entry")
+            .map_err(internal)?
+            .into())
+    }
+
     pub async fn create_token(state: &AppState, user_id: Uuid) -> Result<LinkToken, ApiError> {
         ratelimit::hit(
             &state.db,
@@ -175,8 +265,13 @@ pub mod service {
         .await?;
         let store = tokens(state).await?;
         let token = new_token();
+        let entry = TokenEntry {
+            user_id,
+            expires_at: now_secs() + i64::try_from(TOKEN_TTL_SECS).unwrap_or(300),
+            claimant: None,
+        };
         store
-            .create(&token, user_id.to_string().into())
+            .create(&token, encode(&entry)?)
             .await
             .map_err(|error| {
                 tracing::warn!(%error, "a link token could not be stored");
@@ -194,11 +289,11 @@ pub mod service {
         })
     }
 
-    pub async fn status(db: &sqlx::PgPool, user_id: Uuid) -> Result<TelegramLinkInfo, ApiError> {
+    pub async fn status(state: &AppState, user_id: Uuid) -> Result<TelegramLinkInfo, ApiError> {
         let row: Option<(String, Option<String>)> =
             sqlx::query_as("SELECT first_name, username FROM telegram_accounts WHERE user_id = $1")
                 .bind(user_id)
-                .fetch_optional(db)
+                .fetch_optional(&state.db)
                 .await
                 .context("failed to read the Telegram link")
                 .map_err(internal)?;
@@ -207,13 +302,23 @@ pub mod service {
                 linked: true,
                 first_name: Some(first_name).filter(|name| !name.is_empty()),
                 username,
+                pending: None,
             },
             None => TelegramLinkInfo {
                 linked: false,
                 first_name: None,
                 username: None,
+                pending: pending(state, user_id).await?,
             },
         })
+    }
+
+    async fn pending(state: &AppState, user_id: Uuid) -> Result<Option<PendingLink>, ApiError> {
+        let store = tokens(state).await?;
+        let Some(value) = store.get(pending_key(user_id)).await.map_err(unavailable)? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice(&value).ok())
     }
 
     fn already_linked_chat() -> ApiError {
@@ -228,54 +333,137 @@ pub mod service {
         }
     }
 
-    pub async fn consume_token(
-        state: &AppState,
-        telegram_user_id: i64,
-        token: &str,
-    ) -> Result<String, ApiError> {
+    /// The token's entry and its revision; `LinkExpired` for an unknown, malformed or
+    /// outlived token, `LinkUsed` for a spent one.
+    async fn read_token(store: &kv::Store, token: &str) -> Result<(TokenEntry, u64), ApiError> {
         if !well_formed(token) {
             return Err(ApiError::LinkExpired);
         }
-        let store = tokens(state).await?;
         let entry = store
             .entry(token)
             .await
-            .map_err(|error| {
-                tracing::warn!(%error, "a link token could not be read");
-                ApiError::Unavailable
-            })?
+            .map_err(unavailable)?
             .ok_or(ApiError::LinkExpired)?;
         if entry.operation != kv::Operation::Put {
             return Err(ApiError::LinkUsed);
         }
-        let user_id: Uuid = std::str::from_utf8(&entry.value)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .ok_or(ApiError::LinkExpired)?;
-        // Refuse before spending the token when either side is linked elsewhere.
-        let current: Option<(Option<Uuid>,)> =
-            sqlx::query_as("SELECT user_id FROM telegram_accounts WHERE telegram_user_id = $1")
-                .bind(telegram_user_id)
-                .fetch_optional(&state.db)
-                .await
-                .context("failed to read a Telegram account")
-                .map_err(internal)?;
-        if let Some((Some(linked),)) = current
-            && linked != user_id
-        {
+        let parsed: TokenEntry =
+            serde_json::from_slice(&entry.value).map_err(|_| ApiError::LinkExpired)?;
+        if parsed.expires_at <= now_secs() {
+            return Err(ApiError::LinkExpired);
+        }
+        Ok((parsed, entry.revision))
+    }
+
+    /// `/start <token>`: the acting Telegram user claims the token and will be asked to
+    /// confirm; nothing is linked here.
+    pub async fn claim_token(
+        state: &AppState,
+        telegram_user_id: i64,
+        token: &str,
+    ) -> Result<String, ApiError> {
+        let store = tokens(state).await?;
+        let (mut entry, revision) = read_token(&store, token).await?;
+        // Refuse before touching the token when either side is linked already. A linked chat
+        // is never re-linked by a token, whoever made it.
+        let me: Option<(Option<Uuid>, String, Option<String>)> = sqlx::query_as(
+            "SELECT user_id, first_name, username FROM telegram_accounts
+              WHERE telegram_user_id = $1",
+        )
+        .bind(telegram_user_id)
+        .fetch_optional(&state.db)
+        .await
+        .context("failed to read a Telegram account")
+        .map_err(internal)?;
+        let Some((linked, first_name, username)) = me else {
+            // `telegram/hello` records everyone the bot hears from before any command.
+            return Err(ApiError::Forbidden);
+        };
+        if linked.is_some() {
             return Err(already_linked_chat());
         }
-        // Single use: only the consumer whose delete matches the read revision wins.
+        let (account_linked,): (bool,) =
+            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM telegram_accounts WHERE user_id = $1)")
+                .bind(entry.user_id)
+                .fetch_one(&state.db)
+                .await
+                .context("failed to read the Telegram link")
+                .map_err(internal)?;
+        if account_linked {
+            return Err(already_linked_account());
+        }
+        match entry.claimant {
+            // The same person opening the link again (or a retried update): ask again.
+            Some(claimant) if claimant == telegram_user_id => {}
+            Some(_) => return Err(ApiError::LinkUsed),
+            None => {
+                entry.claimant = Some(telegram_user_id);
+                // Of two people opening one link at once, only one claims it.
+                store
+                    .update(token, encode(&entry)?, revision)
+                    .await
+                    .map_err(|_| ApiError::LinkUsed)?;
+            }
+        }
+        let shown = PendingLink {
+            first_name,
+            username,
+            declined: false,
+        };
         store
-            .delete_expect_revision(token, Some(entry.revision))
+            .put(pending_key(entry.user_id), encode(&shown)?)
             .await
-            .map_err(|_| ApiError::LinkUsed)?;
-        link_accounts(state, telegram_user_id, user_id).await?;
-        let account = accounts::find_user(&state.db, user_id)
+            .map_err(unavailable)?;
+        let account = accounts::find_user(&state.db, entry.user_id)
             .await?
             .ok_or(ApiError::LinkExpired)?;
-        tracing::info!(%user_id, "Telegram account linked");
         Ok(account.email)
+    }
+
+    /// Approve or Decline under the question: decided first (the token is spent by a delete
+    /// that must follow the revision read), then linked, so of two answers exactly one counts.
+    pub async fn confirm_token(
+        state: &AppState,
+        telegram_user_id: i64,
+        token: &str,
+        approve: bool,
+    ) -> Result<LinkConfirmed, ApiError> {
+        let store = tokens(state).await?;
+        let (entry, revision) = read_token(&store, token).await?;
+        if entry.claimant != Some(telegram_user_id) {
+            return Err(ApiError::Forbidden);
+        }
+        store
+            .delete_expect_revision(token, Some(revision))
+            .await
+            .map_err(|_| ApiError::LinkUsed)?;
+        let outcome = if approve {
+            // Whatever happens next, the page stops showing the question.
+            let linked = link_accounts(state, telegram_user_id, entry.user_id).await;
+            store
+                .delete(pending_key(entry.user_id))
+                .await
+                .map_err(unavailable)?;
+            linked?;
+            tracing::info!(user_id = %entry.user_id, "Telegram account linked");
+            LinkOutcome::Linked
+        } else {
+            if let Some(mut shown) = pending(state, entry.user_id).await? {
+                shown.declined = true;
+                store
+                    .put(pending_key(entry.user_id), encode(&shown)?)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            LinkOutcome::Declined
+        };
+        let account = accounts::find_user(&state.db, entry.user_id)
+            .await?
+            .ok_or(ApiError::LinkExpired)?;
+        Ok(LinkConfirmed {
+            outcome,
+            email: account.email,
+        })
     }
 
     /// Links `telegram_user_id` to `user_id`; a conflict on either side is refused.

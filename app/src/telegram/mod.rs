@@ -91,7 +91,17 @@ fn check_holder(holder: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Claims update ids for handling by `holder` (one bot process). New ids are claimed. An id
+/// A bot's id (its Telegram user id, the token's prefix): update ids are numbered per bot.
+#[cfg(feature = "ssr")]
+fn check_bot_id(bot_id: i64) -> Result<(), ApiError> {
+    if bot_id <= 0 {
+        return Err(ApiError::field("bot_id", "a bot id is a positive number"));
+    }
+    Ok(())
+}
+
+/// Claims update ids of bot `bot_id` for handling by `holder` (one bot process); update ids
+/// are numbered per bot, so claims are too. New ids are claimed. An id
 /// claimed before and never finished is taken over: with `takeover_after_secs` 0 at once (the
 /// one polling process: whoever held it is gone, or it is asking again after a lost answer),
 /// otherwise only once its claim is that old, whoever holds it (a webhook replica waits for a
@@ -99,6 +109,7 @@ fn check_holder(holder: &str) -> Result<(), ApiError> {
 /// (`telegram:updates`).
 #[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "telegram/updates/claim", input = Json)]
 pub async fn claim_updates(
+    bot_id: i64,
     update_ids: Vec<i64>,
     holder: String,
     takeover_after_secs: u32,
@@ -111,9 +122,11 @@ pub async fn claim_updates(
                 return Err(ApiError::validation("claim at most 1000 updates at once"));
             }
             check_holder(&holder)?;
+            check_bot_id(bot_id)?;
             let state = crate::state::app_state()?;
             service::claim_updates(
                 &state.db,
+                bot_id,
                 &update_ids,
                 &holder,
                 takeover_after_secs.min(3600),
@@ -126,7 +139,7 @@ pub async fn claim_updates(
 
 /// Marks updates handled, so no process handles them again. Service-only (`telegram:updates`).
 #[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "telegram/updates/done", input = Json)]
-pub async fn finish_updates(update_ids: Vec<i64>) -> Result<(), ApiError> {
+pub async fn finish_updates(bot_id: i64, update_ids: Vec<i64>) -> Result<(), ApiError> {
     crate::error::respond(
         async {
             use crate::auth::principal::{Permission, authorize_service};
@@ -134,8 +147,9 @@ pub async fn finish_updates(update_ids: Vec<i64>) -> Result<(), ApiError> {
             if update_ids.len() > 1000 {
                 return Err(ApiError::validation("finish at most 1000 updates at once"));
             }
+            check_bot_id(bot_id)?;
             let state = crate::state::app_state()?;
-            service::finish_updates(&state.db, &update_ids).await
+            service::finish_updates(&state.db, bot_id, &update_ids).await
         }
         .await,
     )
@@ -146,6 +160,7 @@ pub async fn finish_updates(update_ids: Vec<i64>) -> Result<(), ApiError> {
 /// (`telegram:updates`).
 #[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "telegram/updates/reply", input = Json)]
 pub async fn note_update_reply(
+    bot_id: i64,
     update_id: i64,
     holder: String,
     message_id: i32,
@@ -155,8 +170,9 @@ pub async fn note_update_reply(
             use crate::auth::principal::{Permission, authorize_service};
             authorize_service(Permission::TelegramUpdates)?;
             check_holder(&holder)?;
+            check_bot_id(bot_id)?;
             let state = crate::state::app_state()?;
-            service::note_update_reply(&state.db, update_id, &holder, message_id).await
+            service::note_update_reply(&state.db, bot_id, update_id, &holder, message_id).await
         }
         .await,
     )

@@ -1,6 +1,13 @@
 //! Linking by push approval: the web asks the bot to send "Link to account <email>?" with
-//! Approve / Decline to a Telegram user who has talked to the bot; the request lives in NATS KV
-//! `{env}-push-link` (5 minutes) and the web page polls its status.
+//! Approve / Decline / Block to a Telegram user who has talked to the bot; the request lives in
+//! NATS KV `{env}-push-link` (5 minutes) and the web page polls its status.
+//!
+//! The page learns nothing about a username it did not already own: whether nobody by that
+//! name has talked to the bot, the name belongs to a linked account, its owner blocked
+//! requests or has had enough of them this hour, the answer is the same "sent if they
+//! exist" request that stays pending until it expires. Only the addressed person's tap
+//! changes it. A username names the one Telegram user who last used it (Telegram usernames
+//! move between people; the bot forgets a name on the older row when a newer one shows it).
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -17,6 +24,8 @@ pub enum PushStatus {
     Approved,
     Declined,
     Expired,
+    /// Approved, but the link could not be made (one side was linked meanwhile).
+    Failed,
 }
 
 /// What the bot receives on `{env}.telegram.push-link.requested`.
@@ -67,7 +76,8 @@ pub async fn push_link_status(request_id: String) -> Result<PushStatus, ApiError
 }
 
 /// The bot reports a tap on Approve or Decline; only the addressed Telegram user may answer,
-/// and only once. Service-only (`telegram:link`).
+/// and only once: the answer is recorded (compare-and-set on the request) before anything is
+/// linked. Service-only (`telegram:link`).
 #[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "telegram/push-link/answer", input = Json)]
 pub async fn answer_push_link(request_id: String, approve: bool) -> Result<PushAnswer, ApiError> {
     crate::error::respond(
@@ -77,6 +87,22 @@ pub async fn answer_push_link(request_id: String, approve: bool) -> Result<PushA
             let telegram_user_id = service.acting_telegram_user.ok_or(ApiError::Forbidden)?;
             let state = crate::state::app_state()?;
             service::answer(&state, telegram_user_id, &request_id, approve).await
+        }
+        .await,
+    )
+}
+
+/// The bot reports a tap on Block: the request is declined and its addressee gets no more
+/// push requests (deep links they open themselves still work). Service-only (`telegram:link`).
+#[server(prefix = "/api", client = crate::client::ApiClient, endpoint = "telegram/push-link/block", input = Json)]
+pub async fn block_push_links(request_id: String) -> Result<PushAnswer, ApiError> {
+    crate::error::respond(
+        async {
+            use crate::auth::principal::{Permission, authorize_service};
+            let service = authorize_service(Permission::TelegramLink)?;
+            let telegram_user_id = service.acting_telegram_user.ok_or(ApiError::Forbidden)?;
+            let state = crate::state::app_state()?;
+            service::block(&state, telegram_user_id, &request_id).await
         }
         .await,
     )
@@ -106,9 +132,17 @@ pub mod service {
     struct Stored {
         status: PushStatus,
         user_id: Uuid,
-        telegram_user_id: i64,
+        /// Whom the question was sent to; `None` when it was sent to nobody (no such user,
+        /// linked, blocked, or asked too often), which the requester cannot tell apart.
+        telegram_user_id: Option<i64>,
         email: String,
     }
+
+    /// Questions one Telegram user receives from the web, whoever asks.
+    pub const REQUESTS_PER_TARGET: ratelimit::Limit = ratelimit::Limit {
+        max_hits: 3,
+        window: Duration::from_secs(3600),
+    };
 
     async fn requests(state: &AppState) -> Result<kv::Store, ApiError> {
         bucket(
@@ -140,7 +174,12 @@ pub mod service {
         )
         .await?;
         let username = username.trim().trim_start_matches('@');
-        if username.is_empty() || username.len() > 32 {
+        if username.is_empty()
+            || username.len() > 32
+            || !username
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
             return Err(ApiError::field("username", "enter your Telegram username"));
         }
         let account = accounts::find_user(&state.db, user_id)
@@ -158,61 +197,76 @@ pub mod service {
                 message: "your account is already linked to Telegram".into(),
             });
         }
-        let target: Option<(i64, i64, Option<String>, Option<Uuid>)> = sqlx::query_as(
-            "SELECT telegram_user_id, chat_id, language_code, user_id FROM telegram_accounts
-             WHERE lower(username) = lower($1) AND chat_id IS NOT NULL",
+        // The newest user of the name (names move between Telegram users).
+        let target: Option<(i64, i64, Option<String>, bool)> = sqlx::query_as(
+            "SELECT telegram_user_id, chat_id, language_code,
+                    user_id IS NULL AND push_blocked_at IS NULL
+               FROM telegram_accounts
+              WHERE lower(username) = lower($1) AND chat_id IS NOT NULL
+              ORDER BY last_seen_at DESC
+              LIMIT 1",
         )
         .bind(username)
         .fetch_optional(&state.db)
         .await
         .context("failed to find a Telegram user")
         .map_err(internal)?;
-        let Some((telegram_user_id, chat_id, language_code, linked)) = target else {
-            return Err(ApiError::field(
-                "username",
-                "this Telegram user has not talked to the bot yet: open the bot, press Start, then try again",
-            ));
-        };
-        if linked.is_some() {
-            return Err(ApiError::Conflict {
-                message: "that Telegram account is already linked to another Dossier account"
-                    .into(),
-            });
+        let mut deliver = None;
+        if let Some((telegram_user_id, chat_id, language_code, askable)) = target
+            && askable
+        {
+            match ratelimit::hit(
+                &state.db,
+                &format!("push-link:target:{telegram_user_id}"),
+                REQUESTS_PER_TARGET,
+            )
+            .await
+            {
+                Ok(()) => deliver = Some((telegram_user_id, chat_id, language_code)),
+                Err(ApiError::RateLimited { .. }) => {}
+                Err(error) => return Err(error),
+            }
         }
         let request_id = Uuid::new_v4().simple().to_string();
         let stored = Stored {
             status: PushStatus::Pending,
             user_id,
-            telegram_user_id,
+            telegram_user_id: deliver.as_ref().map(|(id, _, _)| *id),
             email: account.email.clone(),
         };
-        let value = serde_json::to_vec(&stored)
-            .context("failed to encode a push request")
-            .map_err(internal)?;
         requests(state)
             .await?
-            .create(&request_id, value.into())
+            .create(&request_id, encode(&stored)?)
             .await
             .map_err(unavailable)?;
-        let event = PushLinkRequested {
-            request_id: request_id.clone(),
-            chat_id,
-            email: account.email,
-            language_code,
-        };
-        let payload = serde_json::to_vec(&event)
-            .context("failed to encode a push event")
-            .map_err(internal)?;
-        state
-            .nats
-            .publish(state.subjects.push_link_requested(), payload.into())
-            .await
-            .map_err(unavailable)?;
-        state.nats.flush().await.map_err(unavailable)?;
+        if let Some((_, chat_id, language_code)) = deliver {
+            let event = PushLinkRequested {
+                request_id: request_id.clone(),
+                chat_id,
+                email: account.email,
+                language_code,
+            };
+            let payload = serde_json::to_vec(&event)
+                .context("failed to encode a push event")
+                .map_err(internal)?;
+            state
+                .nats
+                .publish(state.subjects.push_link_requested(), payload.into())
+                .await
+                .map_err(unavailable)?;
+            state.nats.flush().await.map_err(unavailable)?;
+        }
         Ok(PushLinkStarted {
             request_id,
             expires_in_secs: REQUEST_TTL_SECS,
         })
+    }
+
+    fn encode(stored: &Stored) -> Result<bytes::Bytes, ApiError> {
+        Ok(serde_json::to_vec(stored)
+            .context("failed to encode a push request")
+            .map_err(internal)?
+            .into())
     }
 
     async fn load(store: &kv::Store, request_id: &str) -> Result<Option<(Stored, u64)>, ApiError> {
@@ -243,6 +297,41 @@ pub mod service {
         }
     }
 
+    /// The request, checked to be addressed to `telegram_user_id` and unanswered.
+    async fn open_for(
+        store: &kv::Store,
+        telegram_user_id: i64,
+        request_id: &str,
+    ) -> Result<(Stored, u64), ApiError> {
+        let (stored, revision) = load(store, request_id)
+            .await?
+            .ok_or(ApiError::LinkExpired)?;
+        // Only the Telegram user the request was sent to may answer it.
+        if stored.telegram_user_id != Some(telegram_user_id) {
+            return Err(ApiError::Forbidden);
+        }
+        if stored.status != PushStatus::Pending {
+            return Err(ApiError::LinkUsed);
+        }
+        Ok((stored, revision))
+    }
+
+    /// Records `status` on the request, following the revision that was read: of two
+    /// answers, exactly one is recorded.
+    async fn decide(
+        store: &kv::Store,
+        request_id: &str,
+        stored: &mut Stored,
+        revision: u64,
+        status: PushStatus,
+    ) -> Result<u64, ApiError> {
+        stored.status = status;
+        store
+            .update(request_id, encode(stored)?, revision)
+            .await
+            .map_err(|_| ApiError::LinkUsed)
+    }
+
     pub async fn answer(
         state: &AppState,
         telegram_user_id: i64,
@@ -250,32 +339,61 @@ pub mod service {
         approve: bool,
     ) -> Result<PushAnswer, ApiError> {
         let store = requests(state).await?;
-        let (mut stored, revision) = load(&store, request_id)
-            .await?
-            .ok_or(ApiError::LinkExpired)?;
-        // Only the Telegram user the request was sent to may answer it.
-        if stored.telegram_user_id != telegram_user_id {
-            return Err(ApiError::Forbidden);
-        }
-        if stored.status != PushStatus::Pending {
-            return Err(ApiError::LinkUsed);
-        }
-        if approve {
-            link_accounts(state, telegram_user_id, stored.user_id).await?;
-        }
-        stored.status = if approve {
+        let (mut stored, revision) = open_for(&store, telegram_user_id, request_id).await?;
+        let decided = if approve {
             PushStatus::Approved
         } else {
             PushStatus::Declined
         };
-        let value = serde_json::to_vec(&stored)
-            .context("failed to encode a push request")
-            .map_err(internal)?;
-        // One answer only: the update must follow the revision that was read.
-        store
-            .update(request_id, value.into(), revision)
+        // Decided first, linked after: a second tap (or a retried call) finds it answered.
+        let revision = decide(&store, request_id, &mut stored, revision, decided).await?;
+        if approve && let Err(error) = link_accounts(state, telegram_user_id, stored.user_id).await
+        {
+            // The page shows why nothing was linked.
+            if let Err(failed) = decide(
+                &store,
+                request_id,
+                &mut stored,
+                revision,
+                PushStatus::Failed,
+            )
             .await
-            .map_err(|_| ApiError::LinkUsed)?;
+            {
+                tracing::warn!(error = %failed, "a failed push link could not be recorded");
+            }
+            return Err(error);
+        }
+        Ok(PushAnswer {
+            status: stored.status,
+            email: stored.email,
+        })
+    }
+
+    pub async fn block(
+        state: &AppState,
+        telegram_user_id: i64,
+        request_id: &str,
+    ) -> Result<PushAnswer, ApiError> {
+        let store = requests(state).await?;
+        let (mut stored, revision) = open_for(&store, telegram_user_id, request_id).await?;
+        decide(
+            &store,
+            request_id,
+            &mut stored,
+            revision,
+            PushStatus::Declined,
+        )
+        .await?;
+        sqlx::query(
+            "UPDATE telegram_accounts SET push_blocked_at = now()
+              WHERE telegram_user_id = $1 AND push_blocked_at IS NULL",
+        )
+        .bind(telegram_user_id)
+        .execute(&state.db)
+        .await
+        .context("failed to block push requests")
+        .map_err(internal)?;
+        tracing::info!("a Telegram user blocked push-link requests");
         Ok(PushAnswer {
             status: stored.status,
             email: stored.email,

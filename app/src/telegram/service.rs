@@ -22,8 +22,15 @@ pub async fn hello(
         .language_code
         .as_deref()
         .map(|code| code.chars().take(8).collect::<String>());
+    // A username belongs to one Telegram user at a time: whoever showed it last. An older row
+    // that still carries it (its owner renamed, someone else took the name) forgets it, so a
+    // push request by username can only reach its current owner.
     let row: (Option<String>, Option<String>) = sqlx::query_as(
-        "WITH tg AS (
+        "WITH moved AS (
+           UPDATE telegram_accounts SET username = NULL
+            WHERE $3::text IS NOT NULL AND lower(username) = lower($3)
+              AND telegram_user_id <> $1
+         ), tg AS (
            INSERT INTO telegram_accounts
              (telegram_user_id, chat_id, username, first_name, last_name, language_code)
            VALUES ($1, $2, $3, $4, $5, $6)
@@ -58,6 +65,7 @@ pub async fn hello(
 /// finished ones are reported as done.
 pub async fn claim_updates(
     db: &sqlx::PgPool,
+    bot_id: i64,
     update_ids: &[i64],
     holder: &str,
     takeover_after_secs: u32,
@@ -66,9 +74,9 @@ pub async fn claim_updates(
         return Ok(UpdateClaims::default());
     }
     let claimed: Vec<(i64, i32, Option<i32>)> = sqlx::query_as(
-        "INSERT INTO telegram_updates (update_id, holder)
-         SELECT DISTINCT id, $2 FROM unnest($1::bigint[]) AS id
-         ON CONFLICT (update_id) DO UPDATE
+        "INSERT INTO telegram_updates (bot_id, update_id, holder)
+         SELECT DISTINCT $4::bigint, id, $2 FROM unnest($1::bigint[]) AS id
+         ON CONFLICT (bot_id, update_id) DO UPDATE
             SET holder = EXCLUDED.holder, claimed_at = now(),
                 attempts = telegram_updates.attempts + 1
           WHERE telegram_updates.done_at IS NULL
@@ -79,15 +87,17 @@ pub async fn claim_updates(
     .bind(update_ids)
     .bind(holder)
     .bind(f64::from(takeover_after_secs))
+    .bind(bot_id)
     .fetch_all(db)
     .await
     .context("failed to claim update ids")
     .map_err(internal)?;
     let done: Vec<(i64,)> = sqlx::query_as(
         "SELECT update_id FROM telegram_updates
-          WHERE update_id = ANY($1) AND done_at IS NOT NULL",
+          WHERE bot_id = $2 AND update_id = ANY($1) AND done_at IS NOT NULL",
     )
     .bind(update_ids)
+    .bind(bot_id)
     .fetch_all(db)
     .await
     .context("failed to read finished updates")
@@ -117,12 +127,17 @@ pub async fn claim_updates(
     Ok(answer)
 }
 
-pub async fn finish_updates(db: &sqlx::PgPool, update_ids: &[i64]) -> Result<(), ApiError> {
+pub async fn finish_updates(
+    db: &sqlx::PgPool,
+    bot_id: i64,
+    update_ids: &[i64],
+) -> Result<(), ApiError> {
     sqlx::query(
         "UPDATE telegram_updates SET done_at = now()
-          WHERE update_id = ANY($1) AND done_at IS NULL",
+          WHERE bot_id = $2 AND update_id = ANY($1) AND done_at IS NULL",
     )
     .bind(update_ids)
+    .bind(bot_id)
     .execute(db)
     .await
     .context("failed to finish updates")
@@ -133,17 +148,19 @@ pub async fn finish_updates(db: &sqlx::PgPool, update_ids: &[i64]) -> Result<(),
 /// Only the current holder of an unfinished update records its reply.
 pub async fn note_update_reply(
     db: &sqlx::PgPool,
+    bot_id: i64,
     update_id: i64,
     holder: &str,
     message_id: i32,
 ) -> Result<(), ApiError> {
     sqlx::query(
         "UPDATE telegram_updates SET reply_message_id = $3
-          WHERE update_id = $1 AND holder = $2 AND done_at IS NULL",
+          WHERE bot_id = $4 AND update_id = $1 AND holder = $2 AND done_at IS NULL",
     )
     .bind(update_id)
     .bind(holder)
     .bind(message_id)
+    .bind(bot_id)
     .execute(db)
     .await
     .context("failed to record an update's reply")

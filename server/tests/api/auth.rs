@@ -1,4 +1,6 @@
 use app::auth::signing::{self, SignedParts};
+use axum::body::Body;
+use http::Request;
 use sha2::{Digest, Sha256};
 
 use crate::helpers::*;
@@ -275,6 +277,55 @@ async fn repeated_wrong_passwords_are_rate_limited_per_account(db: sqlx::PgPool)
     assert_eq!(right.status, 429);
 }
 
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_client_written_forwarded_hop_does_not_choose_its_rate_limit(db: sqlx::PgPool) {
+    // One proxy in front: it appends the address it saw (203.0.113.50) to whatever the client
+    // sent; the client rotates the hop before it on every try.
+    let mut settings = test_settings();
+    settings.trusted_proxies = 1;
+    let app = spawn_app_with(db, settings).await;
+    let attempt = |n: u32| {
+        let forwarded = format!("198.18.{}.{}, 203.0.113.50", n / 250, 1 + n % 250);
+        let body = form(&[
+            ("email", &format!("guess{n}@example.org")),
+            ("password", "guess guess guess"),
+        ]);
+        let app = &app;
+        async move {
+            call(
+                app,
+                "/api/auth/sign-in",
+                &body,
+                &[("origin", ORIGIN), ("x-forwarded-for", &forwarded)],
+            )
+            .await
+            .status
+        }
+    };
+    let max = u32::try_from(app::auth::ratelimit::SIGN_IN_PER_IP.max_hits).expect("small");
+    for n in 0..max {
+        assert_eq!(attempt(n).await, 400, "attempt {n}");
+    }
+    assert_eq!(
+        attempt(max).await,
+        429,
+        "the proxy-seen address was rate limited"
+    );
+}
+
+/// Test settings with a service `bot` that may read users (and nothing else).
+fn with_user_reader_bot() -> app::config::Settings {
+    let mut settings = test_settings();
+    settings.services.insert(
+        "bot".into(),
+        app::config::ServiceSettings {
+            secret: SERVICE_SECRET.to_owned().into(),
+            permissions: vec!["users:read".into()],
+        },
+    );
+    settings
+}
+
 fn signed(
     path: &str,
     body: &str,
@@ -291,7 +342,8 @@ fn signed(
         method: "POST",
         path_and_query: path,
         acting_user: acting,
-        body: body.as_bytes(),
+        content_type: "application/x-www-form-urlencoded",
+        body_sha256: signing::body_sha256(body.as_bytes()),
     }
     .sign(secret.as_bytes());
     vec![
@@ -313,14 +365,7 @@ async fn signed_call(app: &TestApp, path: &str, headers: &[(String, String)]) ->
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn signed_service_calls_act_for_linked_users_only_once_per_nonce(db: sqlx::PgPool) {
-    let mut settings = test_settings();
-    settings.services.insert(
-        "bot".into(),
-        app::config::ServiceSettings {
-            secret: SERVICE_SECRET.to_owned().into(),
-            permissions: vec!["users:read".into()],
-        },
-    );
+    let mut settings = with_user_reader_bot();
     settings.services.insert(
         "reporter".into(),
         app::config::ServiceSettings {
@@ -406,6 +451,155 @@ async fn signed_service_calls_act_for_linked_users_only_once_per_nonce(db: sqlx:
     assert_eq!(
         signed_call(&app, "/api/auth/me", &wrong_path).await.status,
         401
+    );
+}
+
+/// A request body of `total` bytes, in 64 KiB chunks, that counts what the server pulled.
+fn counted_body(total: usize) -> (Body, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const CHUNK: usize = 64 * 1024;
+    let pulled = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let chunks = (0..total.div_ceil(CHUNK)).map(move |i| {
+        let n = CHUNK.min(total - i * CHUNK);
+        counter.fetch_add(n, Ordering::SeqCst);
+        Ok::<_, std::io::Error>(vec![b'x'; n])
+    });
+    (Body::from_stream(futures::stream::iter(chunks)), pulled)
+}
+
+async fn send_counted(
+    app: &TestApp,
+    path: &str,
+    headers: &[(String, String)],
+    total: usize,
+    declare_length: bool,
+) -> (u16, String, usize) {
+    let (body, pulled) = counted_body(total);
+    let mut request = Request::post(path)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json");
+    for (name, value) in headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    if declare_length {
+        request = request.header("content-length", total.to_string());
+    }
+    let response = app.request(request.body(body).expect("request")).await;
+    let (status, body) = split(response).await;
+    (
+        status,
+        body,
+        pulled.load(std::sync::atomic::Ordering::SeqCst),
+    )
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_signed_call_is_judged_by_its_headers_before_its_body_is_read(db: sqlx::PgPool) {
+    let mut settings = with_user_reader_bot();
+    settings.documents.max_upload_mb = 5;
+    let app = spawn_app_with(db, settings).await;
+    const BIG: usize = 32 * 1024 * 1024;
+
+    // An unknown service, a stale timestamp, a malformed nonce: refused with nothing read.
+    let unknown = signed(
+        "/api/auth/me",
+        "",
+        "intruder",
+        SERVICE_SECRET,
+        "",
+        "nonce-aaaaaaaaaaaaaaaa",
+    );
+    let mut stale = signed(
+        "/api/auth/me",
+        "",
+        "bot",
+        SERVICE_SECRET,
+        "",
+        "nonce-bbbbbbbbbbbbbbbb",
+    );
+    stale[1].1 = (time::OffsetDateTime::now_utc().unix_timestamp() - 3600).to_string();
+    let mut bad_nonce = signed(
+        "/api/auth/me",
+        "",
+        "bot",
+        SERVICE_SECRET,
+        "",
+        "nonce-cccccccccccccccc",
+    );
+    bad_nonce[2].1 = "short".into();
+    for (what, headers) in [
+        ("unknown", &unknown),
+        ("stale", &stale),
+        ("nonce", &bad_nonce),
+    ] {
+        let (status, body, pulled) = send_counted(&app, "/api/auth/me", headers, BIG, false).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(
+            pulled, 0,
+            "{what}: the body was read before the headers were judged"
+        );
+    }
+
+    // Well-formed headers (the signature cannot be checked before the body is in): a call
+    // other than an upload is read to 1 MiB and no further.
+    let fresh = signed(
+        "/api/auth/me",
+        "",
+        "bot",
+        SERVICE_SECRET,
+        "",
+        "nonce-dddddddddddddddd",
+    );
+    let (status, body, pulled) = send_counted(&app, "/api/auth/me", &fresh, BIG, false).await;
+    assert_eq!(status, 400, "{body}");
+    let limit = app::auth::service_calls::MAX_SIGNED_CALL_BODY;
+    assert!(
+        pulled <= limit + 64 * 1024,
+        "read {pulled} bytes of a call limited to {limit}"
+    );
+    // A declared length over the limit: refused without reading.
+    let (status, _, pulled) = send_counted(&app, "/api/auth/me", &fresh, BIG, true).await;
+    assert_eq!(status, 400);
+    assert_eq!(pulled, 0);
+    // The upload route's limit is the upload size (5 MiB here), not 64 MiB.
+    let upload = signed(
+        app::auth::service_calls::UPLOAD_PATH,
+        "",
+        "bot",
+        SERVICE_SECRET,
+        "",
+        "nonce-eeeeeeeeeeeeeeee",
+    );
+    let max = usize::try_from(app.state.settings.documents.max_upload_bytes()).expect("fits");
+    let (status, body, pulled) = send_counted(
+        &app,
+        app::auth::service_calls::UPLOAD_PATH,
+        &upload,
+        BIG,
+        false,
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        pulled <= max + 128 * 1024,
+        "read {pulled} of an upload limited to {max}"
+    );
+    // A small call with a good signature still goes through.
+    let ok = signed(
+        "/api/auth/me",
+        "",
+        "bot",
+        SERVICE_SECRET,
+        "tg:42",
+        "nonce-ffffffffffffffff",
+    );
+    let reply = signed_call(&app, "/api/auth/me", &ok).await;
+    assert_eq!(
+        reply.json()["code"],
+        "telegram_not_linked",
+        "{}",
+        reply.body
     );
 }
 

@@ -442,17 +442,21 @@ async fn an_update_a_killed_process_left_unfinished_is_handled_again_and_a_finis
         emulator.say(951, &format!("/r{n}"), "en").await;
     }
     let api = bot_api(&api_url);
-    let claim = |ids: Vec<i64>, holder: &'static str, takeover: u32| {
+    // The emulator's bot is 123456 (the token's prefix).
+    let claim_for = |bot_id: i64, ids: Vec<i64>, holder: &'static str, takeover: u32| {
         let api = api.clone();
         async move {
             api.call::<_, UpdateClaims>(
                 "telegram/updates/claim",
                 None,
-                &json!({"update_ids": ids, "holder": holder, "takeover_after_secs": takeover}),
+                &json!({"bot_id": bot_id, "update_ids": ids, "holder": holder, "takeover_after_secs": takeover}),
             )
             .await
             .expect("claim")
         }
+    };
+    let claim = |ids: Vec<i64>, holder: &'static str, takeover: u32| {
+        claim_for(123_456, ids, holder, takeover)
     };
     // A process that was killed: it claimed 1 and 2, sent a status message about 1, finished 2.
     let first = claim(vec![1, 2, 2], "dead-1", 0).await;
@@ -468,13 +472,37 @@ async fn an_update_a_killed_process_left_unfinished_is_handled_again_and_a_finis
     api.call::<_, ()>(
         "telegram/updates/reply",
         None,
-        &json!({"update_id": 1, "holder": "dead-1", "message_id": 77}),
+        &json!({"bot_id": 123_456, "update_id": 1, "holder": "dead-1", "message_id": 77}),
     )
     .await
     .expect("reply");
-    api.call::<_, ()>("telegram/updates/done", None, &json!({"update_ids": [2]}))
-        .await
-        .expect("done");
+    api.call::<_, ()>(
+        "telegram/updates/done",
+        None,
+        &json!({"bot_id": 123_456, "update_ids": [2]}),
+    )
+    .await
+    .expect("done");
+    // Another bot's update 2 is its own: claimed, not read as the first bot's finished one.
+    let other_bot = claim_for(777, vec![2], "other-bot", 0).await;
+    assert_eq!(
+        other_bot
+            .claimed
+            .iter()
+            .map(|c| (c.update_id, c.attempt))
+            .collect::<Vec<_>>(),
+        vec![(2, 1)],
+        "{other_bot:?}"
+    );
+    assert!(other_bot.done.is_empty());
+    // And finishing it there leaves the first bot's claims alone.
+    api.call::<_, ()>(
+        "telegram/updates/done",
+        None,
+        &json!({"bot_id": 777, "update_ids": [1]}),
+    )
+    .await
+    .expect("done");
     // A webhook replica does not take over a fresh claim of another holder: neither list.
     let peer = claim(vec![1, 2], "peer-2", 120).await;
     assert!(peer.claimed.is_empty(), "{peer:?}");
@@ -484,7 +512,7 @@ async fn an_update_a_killed_process_left_unfinished_is_handled_again_and_a_finis
         .call::<_, UpdateClaims>(
             "telegram/updates/claim",
             None,
-            &json!({"update_ids": [1], "holder": "a b", "takeover_after_secs": 0}),
+            &json!({"bot_id": 123_456, "update_ids": [1], "holder": "a b", "takeover_after_secs": 0}),
         )
         .await;
     assert!(
@@ -513,7 +541,8 @@ async fn an_update_a_killed_process_left_unfinished_is_handled_again_and_a_finis
         ]
     );
     let rows: Vec<(i64, i32, bool)> = sqlx::query_as(
-        "SELECT update_id, attempts, done_at IS NOT NULL FROM telegram_updates ORDER BY update_id",
+        "SELECT update_id, attempts, done_at IS NOT NULL FROM telegram_updates
+          WHERE bot_id = 123456 ORDER BY update_id",
     )
     .fetch_all(&db)
     .await

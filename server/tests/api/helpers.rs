@@ -90,6 +90,15 @@ impl TestApp {
             .expect("the router is infallible")
     }
 
+    /// A GET on the operator's port (`/metrics`), which the public router does not serve.
+    pub async fn operator_get(&self, path: &str) -> (u16, String) {
+        let response = server::metrics_router()
+            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+            .await
+            .expect("the router is infallible");
+        split(response).await
+    }
+
     pub async fn get(&self, path: &str) -> (u16, String) {
         let response = self
             .request(Request::get(path).body(Body::empty()).expect("request"))

@@ -6,6 +6,7 @@ mod bot;
 mod corpus;
 mod documents;
 mod helpers;
+mod injection;
 mod isolation;
 mod link;
 mod miniapp;

@@ -29,7 +29,7 @@ fn sample(metrics: &str, family: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 async fn metrics(app: &TestApp) -> String {
-    let (status, text) = app.get("/metrics").await;
+    let (status, text) = app.operator_get("/metrics").await;
     assert_eq!(status, 200);
     text
 }

@@ -80,12 +80,16 @@ async fn pages_render_on_the_server_with_hydration_scripts(db: sqlx::PgPool) {
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn metrics_count_requests_by_route_template(db: sqlx::PgPool) {
     let app = spawn_app(db).await;
-    let before = requests_for(&app.get("/metrics").await.1, "/healthz");
+    let before = requests_for(&app.operator_get("/metrics").await.1, "/healthz");
     for _ in 0..3 {
         app.get("/healthz").await;
     }
-    let (status, text) = app.get("/metrics").await;
+    let (status, text) = app.operator_get("/metrics").await;
     assert_eq!(status, 200);
+    // The public port serves no metrics: they are the operator's, on their own listener.
+    let (public, page) = app.get("/metrics").await;
+    assert_eq!(public, 404, "{page}");
+    assert!(!page.contains("http_requests_total"));
     let after = requests_for(&text, "/healthz");
     // Other tests in this process may hit /healthz too, so at least our three were counted.
     assert!(after >= before + 3.0, "before {before}, after {after}");

@@ -215,7 +215,7 @@ pub async fn start_sign_in(
     ctx: &RequestCtx,
 ) -> Result<Ceremony<RequestChallengeResponse>, ApiError> {
     let webauthn = webauthn(&ctx.state)?;
-    let ip = client_ip(&ctx.parts, ctx.state.settings.trust_forwarded_for);
+    let ip = client_ip(&ctx.parts, ctx.state.settings.trusted_proxies);
     ratelimit::hit(
         &ctx.state.db,
         &format!("passkey:ip:{ip}"),
