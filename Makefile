@@ -21,11 +21,12 @@ TEST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
 
 NATIVE_PACKAGES := -p app -p server -p bot -p tgemu -p testkit -p vecscan -p prom -p chaos
 
-.PHONY: help bootstrap services build run test lint test-rust e2e faults soak bench clean-e2e manifests
+.PHONY: help bootstrap services build run test check lint test-rust e2e faults soak bench clean-e2e manifests
 
 help:
 	@echo "make run    build and start Dossier on http://localhost:3000 (with a local Telegram emulator when no TELEGRAM_BOT_TOKEN)"
 	@echo "make test   formatting, clippy (ssr, hydrate, bot), Rust tests, Playwright end-to-end"
+	@echo "make check  the fast tier for every change: formatting, clippy (native), Rust unit and server tests; no browser, no fault run"
 	@echo "make lint   formatting and clippy only"
 	@echo "make manifests  render and validate the deployment files (deploy/, compose, CI workflow)"
 	@echo "make faults the fault run (processes killed while 200 documents flow) and the overload run"
@@ -49,6 +50,13 @@ lint: bootstrap
 	cargo fmt --all --check
 	cargo clippy $(NATIVE_PACKAGES) --features app/ssr --all-targets -- -D warnings
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+
+# The fast tier: what every change should pass before it is committed. The same packages and
+# features as `lint` and `test-rust`, so it shares their build; no wasm, browser or fault run.
+check: services
+	cargo fmt --all --check
+	cargo clippy $(NATIVE_PACKAGES) --features app/ssr --all-targets -- -D warnings
+	$(TEST_ENV) cargo test $(NATIVE_PACKAGES) --features app/ssr
 
 test-rust: services
 	$(TEST_ENV) cargo test --no-fail-fast $(NATIVE_PACKAGES) --features app/ssr

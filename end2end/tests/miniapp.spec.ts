@@ -138,9 +138,9 @@ function named(events: TgEvent[], type: string): TgEvent[] {
 }
 
 /** The unlinked path: create an account and link it, in the Mini App; signed in after. */
-async function createAccount(app: Page | Frame, email: string) {
+async function createAccount(app: Page | Frame, email: string, firstName = "Mia") {
   await expect(app.locator(".miniapp")).toHaveAttribute("data-phase", "not-linked");
-  await expect(app.getByRole("heading", { name: /Welcome to Dossier, Mia/ })).toBeVisible();
+  await expect(app.getByRole("heading", { name: `Welcome to Dossier, ${firstName}` })).toBeVisible();
   await app.getByRole("tab", { name: "Create an account" }).click();
   await app.getByLabel("Email").fill(email);
   await app.getByLabel("Password").fill("correct horse battery");
@@ -481,7 +481,7 @@ test("every Mini App screen fits 360 and 400 px, light and dark, with long names
   const longEmail = `maximiliana.konstantinopolskaya-${user.id}@accounts.household-archive.example.org`;
   await page.setViewportSize({ width: 360, height: 740 });
   await openAsMobile(page, launchUrl(signInitData(user), "/miniapp", LIGHT_THEME));
-  await createAccount(page, longEmail);
+  await createAccount(page, longEmail, user.first_name);
   await expect(page.getByTestId("signed-in-as")).toContainText(longEmail);
   // A long passkey name, and a document with a long file name.
   await page.getByRole("link", { name: "Passkeys" }).click();
