@@ -9,6 +9,8 @@ pub mod fields;
 pub mod names;
 
 #[cfg(feature = "ssr")]
+pub mod bert;
+#[cfg(feature = "ssr")]
 pub mod chunk;
 #[cfg(feature = "ssr")]
 pub mod embed;
