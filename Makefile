@@ -20,6 +20,8 @@ TEST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
 	DOSSIER_TEST_MOTO_BIN=$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/moto_server
 
 NATIVE_PACKAGES := -p app -p server -p bot -p tgemu -p testkit -p vecscan -p prom -p chaos
+# The native clippy run, the same in `lint` and `check` (so they share its build).
+CLIPPY_NATIVE := cargo clippy $(NATIVE_PACKAGES) --features app/ssr --all-targets -- -D warnings
 
 .PHONY: help bootstrap services build run test check lint test-rust e2e faults soak bench clean-e2e manifests
 
@@ -48,14 +50,14 @@ run: build
 
 lint: bootstrap
 	cargo fmt --all --check
-	cargo clippy $(NATIVE_PACKAGES) --features app/ssr --all-targets -- -D warnings
+	$(CLIPPY_NATIVE)
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
 # The fast tier: what every change should pass before it is committed. The same packages and
 # features as `lint` and `test-rust`, so it shares their build; no wasm, browser or fault run.
 check: services
 	cargo fmt --all --check
-	cargo clippy $(NATIVE_PACKAGES) --features app/ssr --all-targets -- -D warnings
+	$(CLIPPY_NATIVE)
 	$(TEST_ENV) cargo test $(NATIVE_PACKAGES) --features app/ssr
 
 test-rust: services
